@@ -53,7 +53,9 @@ class Observable:
             if self.bounds is None:
                 raise ValueError(f"discrete observable {self.name!r} needs integer bounds (lo, hi)")
             if any(b != round(b) for b in self.bounds):
-                raise ValueError(f"discrete observable {self.name!r} needs integer bounds, got {self.bounds!r}")
+                raise ValueError(
+                    f"discrete observable {self.name!r} needs integer bounds, got {self.bounds!r}"
+                )
         if not 0.0 <= float(self.f) <= 1.0:
             raise ValueError(f"observable {self.name!r}: f must lie in [0, 1], got {self.f!r}")
         object.__setattr__(self, "f", float(self.f))
