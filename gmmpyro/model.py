@@ -1,0 +1,490 @@
+"""``DensityModel``: the latent projection plus the autoregressive Gaussian-mixture networks."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+import torch
+from torch import nn
+
+from .exceptions import OutOfRangeWarning
+from .mixture import mixture_log_prob, sample_mixture
+from .networks import CategoricalNetwork, GaussianMixtureNetwork, NetworkConfig
+from .observables import Observable, check_events
+from .projection import LatentProjection
+
+if TYPE_CHECKING:
+    from .distribution import GMMDistribution
+    from .training import TrainingConfig, TrainingHistory
+
+__all__ = ["DensityModel", "MixtureComponents", "PreparedModelEvents"]
+
+Space = Literal["data", "latent"]
+
+
+class MixtureComponents(NamedTuple):
+    """The Gaussian mixture of one factor in latent space, each field ``(*, N_G)``."""
+
+    weights: torch.Tensor
+    means: torch.Tensor
+    widths: torch.Tensor
+
+
+class DensityModel(nn.Module):
+    """Conditional density ``p(x | θ)``: an autoregressive Gaussian mixture on a latent space.
+
+    .. math:: \\log p(x|θ) = \\sum_i \\log p_i(u_i \\mid u_{<i}, θ) + \\log|\\det ∂h/∂x|, \\quad u = h(x)
+
+    Each ``p_i`` is a mixture of ``N_G`` Gaussians (truncated to the latent range for bounded
+    observables) whose amplitudes, means and widths come from a network of ``θ`` and
+    ``u_<i``; discrete observables get a categorical network (SPEC §3). Train it with
+    :meth:`fit`; then :meth:`log_prob`, :meth:`sample`, :meth:`distribution` (a Pyro
+    distribution) and :meth:`save` / :meth:`load`.
+
+    Reference: S. Menary, D. Price, arXiv:2401.xxxx (journal version), Section 3.
+
+    Arguments:
+        observables: the ``d`` observables (``Observable`` objects), column order of ``x``.
+        params: the ``k`` parameter names, column order of ``theta``.
+        config: network constants.
+        order: autoregressive order, as observable names or column indices (default: as given).
+        device, dtype: where and in which precision the networks run.
+
+    Example:
+        >>> import gmmpyro
+        >>> toy = gmmpyro.toy.ToyModel()
+        >>> x, theta = toy.grid_dataset(200, grid=[[0.0, 0.0], [1.0, 1.0]], seed=0)
+        >>> model = DensityModel(toy.observables, ["cx", "cy"], config=NetworkConfig(n_gauss=4, A1=8, B1=8, B2=2))
+        >>> history = model.fit(x, theta, config=gmmpyro.TrainingConfig(max_epochs=2), progress=False)
+        >>> model.log_prob(x[:3], torch.tensor([0.5, 0.5])).shape
+        torch.Size([3])
+        >>> model.sample(5, torch.zeros(3, 2), seed=0).shape
+        torch.Size([5, 3, 4])
+    """
+
+    def __init__(
+        self,
+        observables: Sequence[Observable],
+        params: Sequence[str],
+        config: NetworkConfig | None = None,
+        order: Sequence[str | int] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.observables = tuple(observables)
+        if not self.observables or not all(isinstance(o, Observable) for o in self.observables):
+            raise TypeError("observables must be a non-empty sequence of gmmpyro.Observable")
+        names = [o.name for o in self.observables]
+        if len(set(names)) != len(names):
+            raise ValueError(f"observable names must be unique, got {names}")
+        self.params = tuple(params)
+        if not self.params or not all(isinstance(p, str) and p for p in self.params):
+            raise ValueError(f"params must be a non-empty sequence of names, got {params!r}")
+        if len(set(self.params)) != len(self.params):
+            raise ValueError(f"parameter names must be unique, got {list(self.params)}")
+        self.config = config if config is not None else NetworkConfig()
+        if not isinstance(self.config, NetworkConfig):
+            raise TypeError(f"config must be a NetworkConfig, got {type(self.config).__name__}")
+        self.order = self._resolve_order(order)
+        self.latent_range = (-5.0, 5.0)
+        k = len(self.params)
+        self.networks = nn.ModuleList()
+        for position, column in enumerate(self.order):
+            obs = self.observables[column]
+            if obs.discrete:
+                self.networks.append(CategoricalNetwork(k, position, obs.n_categories, self.config))
+            else:
+                self.networks.append(GaussianMixtureNetwork(k, position, self.config, self.latent_range))
+        self.register_buffer("theta_low", torch.full((k,), float("nan"), dtype=torch.float64))
+        self.register_buffer("theta_high", torch.full((k,), float("nan"), dtype=torch.float64))
+        object.__setattr__(self, "projection", None)
+        self.history: TrainingHistory | None = None
+        self.to(device=device, dtype=dtype)
+
+    def _resolve_order(self, order: Sequence[str | int] | None) -> tuple[int, ...]:
+        d = len(self.observables)
+        if order is None:
+            return tuple(range(d))
+        names = [o.name for o in self.observables]
+        resolved = []
+        for entry in order:
+            if isinstance(entry, str):
+                if entry not in names:
+                    raise ValueError(f"order names unknown observable {entry!r}; observables are {names}")
+                resolved.append(names.index(entry))
+            else:
+                resolved.append(int(entry))
+        if sorted(resolved) != list(range(d)):
+            raise ValueError(f"order must be a permutation of the {d} observables {names}, got {list(order)}")
+        return tuple(resolved)
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the networks."""
+        return self.theta_low.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point type of the networks."""
+        return self.networks[0].theta_branch.weight.dtype
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the model has been trained (or loaded)."""
+        return self.projection is not None
+
+    @property
+    def theta_bounds(self) -> torch.Tensor:
+        """The training range of the parameters, shape ``(k, 2)``."""
+        self._require_fitted()
+        return torch.stack([self.theta_low, self.theta_high], -1).to(self.dtype)
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of trainable network parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def _apply(self, fn, recurse: bool = True):
+        # the θ range and the projection's knot tables stay float64 on every .to(dtype); the
+        # projection is deliberately not a submodule, so only its device follows the networks
+        low, high = self.theta_low, self.theta_high
+        super()._apply(fn, recurse)
+        device = self.networks[0].theta_branch.weight.device
+        self.theta_low = low.to(device=device)
+        self.theta_high = high.to(device=device)
+        if self.projection is not None:
+            self.projection.to(device=device)
+        return self
+
+    def set_projection(self, projection: LatentProjection) -> None:
+        """Install a fitted projection (done by :meth:`fit` and :meth:`load`)."""
+        if [o.name for o in projection.observables] != [o.name for o in self.observables]:
+            raise ValueError("the projection was built for other observables")
+        object.__setattr__(self, "projection", projection.to(device=self.device))
+
+    def set_theta_range(self, low: torch.Tensor, high: torch.Tensor) -> None:
+        """Set the training range of θ, used to rescale network inputs; shapes ``(k,)``."""
+        low = torch.as_tensor(low, dtype=torch.float64, device=self.device)
+        high = torch.as_tensor(high, dtype=torch.float64, device=self.device)
+        if low.shape != self.theta_low.shape or high.shape != self.theta_high.shape or not (high > low).all():
+            raise ValueError(f"theta range must be two ({len(self.params)},) tensors with high > low")
+        self.theta_low, self.theta_high = low, high
+
+    def _require_fitted(self) -> None:
+        if self.projection is None:
+            raise RuntimeError("the model is not trained yet: call fit(...) or DensityModel.load(...)")
+
+    # ----------------------------------------------------------------------------- inputs
+
+    def _as_tensor(self, value, what: str) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            return value.to(device=self.device, dtype=self.dtype)
+        return torch.as_tensor(value, device=self.device, dtype=self.dtype)
+
+    def check_theta(self, theta) -> torch.Tensor:
+        """Validate ``theta (*, k)``: shape and finiteness raise, outside the training range warns."""
+        theta = self._as_tensor(theta, "theta")
+        k = len(self.params)
+        if theta.dim() == 0 or theta.shape[-1] != k:
+            raise ValueError(f"theta must have shape (..., {k}) for params {list(self.params)}, got {tuple(theta.shape)}")
+        if not torch.isfinite(theta).all():
+            raise ValueError("theta contains NaN or inf")
+        if self.projection is not None:
+            detached = theta.detach()
+            low, high = self.theta_low.to(self.dtype), self.theta_high.to(self.dtype)
+            outside = ((detached < low) | (detached > high)).reshape(-1, k).any(0)
+            if outside.any():
+                names = [p for p, o in zip(self.params, outside.tolist(), strict=True) if o]
+                warnings.warn(
+                    f"theta outside the training range for {names}: the model extrapolates there",
+                    OutOfRangeWarning,
+                    stacklevel=3,
+                )
+        return theta
+
+    def _scale_theta(self, theta: torch.Tensor) -> torch.Tensor:
+        low, high = self.theta_low.to(self.dtype), self.theta_high.to(self.dtype)
+        return 4.0 * (theta - low) / (high - low) - 2.0
+
+    def _scale_latent(self, u_ordered: torch.Tensor) -> torch.Tensor:
+        """Latent values (in autoregressive order) rescaled onto ``[-2, 2]`` as network inputs."""
+        u_min, u_max = self.latent_range
+        scaled = []
+        for position, column in enumerate(self.order):
+            obs = self.observables[column]
+            lo, hi = obs.bounds if obs.discrete else (u_min, u_max)
+            scaled.append(4.0 * (u_ordered[..., position] - lo) / (hi - lo) - 2.0)
+        return torch.stack(scaled, -1)
+
+    def _to_latent(self, x: torch.Tensor, space: Space) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(u in autoregressive order (*, d), log|det| (*), inside-support mask (*))``."""
+        self._require_fitted()
+        if space not in ("data", "latent"):
+            raise ValueError(f"space must be 'data' or 'latent', got {space!r}")
+        d = len(self.observables)
+        if x.dim() == 0 or x.shape[-1] != d:
+            raise ValueError(
+                f"x must have shape (..., {d}) for observables {[o.name for o in self.observables]}, "
+                f"got {tuple(x.shape)}"
+            )
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or inf")
+        inside = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
+        safe = []
+        for i, obs in enumerate(self.observables):
+            column = x[..., i]
+            if space == "data" and obs.bounds is not None:
+                lo, hi = obs.bounds
+            elif obs.discrete:
+                lo, hi = obs.bounds
+            elif obs.bounded:
+                lo, hi = self.latent_range
+            else:
+                safe.append(column)
+                continue
+            ok = (column >= lo) & (column <= hi)
+            if obs.discrete:
+                ok &= column == torch.round(column)
+            inside &= ok
+            safe.append(torch.where(ok, column, torch.full_like(column, lo)))
+        safe = torch.stack(safe, -1)
+        if space == "data":
+            u, log_det = self.projection.forward_and_log_det(safe, check=False)
+        else:
+            u, log_det = safe, torch.zeros_like(safe[..., 0])
+        return u[..., list(self.order)], log_det, inside
+
+    # ------------------------------------------------------------------------ evaluation
+
+    def _event_parts(self, u_ordered: torch.Tensor) -> list[torch.Tensor | None]:
+        scaled = self._scale_latent(u_ordered)
+        return [net.event_part(scaled[..., :position]) for position, net in enumerate(self.networks)]
+
+    def _theta_parts(self, theta: torch.Tensor) -> list[torch.Tensor]:
+        scaled = self._scale_theta(theta)
+        return [net.theta_part(scaled) for net in self.networks]
+
+    def _factor_log_probs(
+        self,
+        u_ordered: torch.Tensor,
+        theta_parts: Sequence[torch.Tensor],
+        event_parts: Sequence[torch.Tensor | None],
+        positions: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Per-factor latent log densities, shape ``broadcast(*θ, *x) + (len(positions),)``."""
+        positions = range(len(self.networks)) if positions is None else positions
+        out = []
+        for position in positions:
+            net, column = self.networks[position], self.order[position]
+            obs = self.observables[column]
+            pre = theta_parts[position]
+            if event_parts[position] is not None:
+                pre = pre + event_parts[position]  # B W
+            u = u_ordered[..., position]
+            if obs.discrete:
+                log_probs = net.log_probs(pre)  # B n_cat
+                index = (u - obs.bounds[0]).long()
+                hit = nn.functional.one_hot(index, obs.n_categories).bool()
+                out.append(torch.where(hit, log_probs, torch.zeros_like(log_probs)).sum(-1))
+            else:
+                bounds = self.latent_range if (obs.bounded and self.config.truncate) else None
+                out.append(mixture_log_prob(u, *net.mixture(pre), bounds))
+        shape = torch.broadcast_shapes(*(t.shape for t in out))
+        return torch.stack([t.expand(shape) for t in out], -1)
+
+    def log_prob(self, x, theta, space: Space = "data") -> torch.Tensor:
+        """Log density of events given parameters.
+
+        Arguments:
+            x: events, shape ``(*, d)``; in data space or, with ``space="latent"``, latent values.
+            theta: parameters, shape ``(*, k)``, broadcast against ``x``'s batch dimensions;
+                may require grad.
+            space: ``"data"`` for ``log p(x|θ)`` (with the projection's log-Jacobian) or
+                ``"latent"`` for ``log p(u|θ)``.
+
+        Returns:
+            Shape ``broadcast(x.shape[:-1], theta.shape[:-1])``; ``-inf`` outside the support.
+
+        Raises:
+            ValueError: wrong shapes, NaN or inf.
+        """
+        x = self._as_tensor(x, "x")
+        theta = self.check_theta(theta)
+        u, log_det, inside = self._to_latent(x, space)
+        factors = self._factor_log_probs(u, self._theta_parts(theta), self._event_parts(u))
+        total = factors.sum(-1) + log_det
+        return torch.where(inside, total, torch.full_like(total, -float("inf")))
+
+    def prepare(self, x) -> PreparedModelEvents:
+        """Do the θ-independent work for a fixed set of events once (projection, event branches).
+
+        Arguments:
+            x: observed events, shape ``(N, d)``.
+
+        Returns:
+            A :class:`PreparedModelEvents` whose ``log_prob(theta (*b, k))`` is ``(*b, N)``.
+        """
+        return PreparedModelEvents(self, self._as_tensor(x, "x"))
+
+    def sample(self, n: int, theta, seed: int | None = None) -> torch.Tensor:
+        """Draw events, one autoregressive factor at a time (SPEC §5).
+
+        Arguments:
+            n: number of events per parameter point.
+            theta: parameters, shape ``(*batch, k)``.
+            seed: seed of a private random stream (``None``: torch's global stream).
+
+        Returns:
+            Data-space events, shape ``(n, *batch, d)``, inside the observables' bounds.
+        """
+        self._require_fitted()
+        if int(n) < 0:
+            raise ValueError(f"n must be non-negative, got {n}")
+        theta = self.check_theta(theta)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        batch = theta.shape[:-1]
+        with torch.no_grad():
+            theta_parts = [part.expand(int(n), *batch, -1) for part in self._theta_parts(theta)]
+            u = torch.zeros(int(n), *batch, len(self.observables), dtype=self.dtype, device=self.device)
+            for position, net in enumerate(self.networks):
+                obs = self.observables[self.order[position]]
+                pre = theta_parts[position]
+                if position > 0:
+                    pre = pre + net.event_part(self._scale_latent(u)[..., :position])
+                if obs.discrete:
+                    probs = net.log_probs(pre).exp().reshape(-1, obs.n_categories)
+                    draw = torch.multinomial(probs, 1, generator=generator).reshape(pre.shape[:-1])
+                    u[..., position] = draw.to(self.dtype) + obs.bounds[0]
+                else:
+                    bounds = self.latent_range if (obs.bounded and self.config.truncate) else None
+                    u[..., position] = sample_mixture(*net.mixture(pre), bounds, generator)
+            u_columns = u[..., list(_inverse_permutation(self.order))]
+            return self.projection.inverse(u_columns)
+
+    def components(self, theta, index: str | int, u_prev=None) -> MixtureComponents:
+        """The Gaussian mixture of one observable's factor, in latent space (for plots).
+
+        Arguments:
+            theta: parameters, shape ``(*, k)``.
+            index: the observable, by name or column.
+            u_prev: latent values of the observables before it in the autoregressive order,
+                shape ``(*, i)``; not needed for the first one.
+
+        Returns:
+            ``MixtureComponents(weights, means, widths)``, each ``(*, N_G)``.
+        """
+        self._require_fitted()
+        names = [o.name for o in self.observables]
+        column = names.index(index) if isinstance(index, str) and index in names else index
+        if not isinstance(column, int) or not 0 <= column < len(names):
+            raise ValueError(f"unknown observable {index!r}; observables are {names}")
+        if self.observables[column].discrete:
+            raise ValueError(f"observable {names[column]!r} is discrete: it has no Gaussian components")
+        position = self.order.index(column)
+        theta = self.check_theta(theta)
+        net = self.networks[position]
+        pre = net.theta_part(self._scale_theta(theta))
+        if position > 0:
+            if u_prev is None:
+                raise ValueError(f"observable {names[column]!r} is conditional: give u_prev of shape (..., {position})")
+            u_prev = self._as_tensor(u_prev, "u_prev")
+            if u_prev.shape[-1] != position:
+                raise ValueError(f"u_prev must have shape (..., {position}), got {tuple(u_prev.shape)}")
+            padded = torch.zeros(*u_prev.shape[:-1], len(self.observables), dtype=self.dtype, device=self.device)
+            padded[..., :position] = u_prev
+            pre = pre + net.event_part(self._scale_latent(padded)[..., :position])
+        log_weights, means, widths = net.mixture(pre)
+        return MixtureComponents(log_weights.exp(), means, widths)
+
+    def distribution(self, theta, *, validate_args: bool | None = None) -> GMMDistribution:
+        """This model at ``theta (*batch, k)`` as a Pyro distribution (see :class:`GMMDistribution`)."""
+        from .distribution import GMMDistribution
+
+        return GMMDistribution(self, theta, validate_args=validate_args)
+
+    # -------------------------------------------------------------------------- training
+
+    def fit(
+        self,
+        x,
+        theta,
+        weights=None,
+        *,
+        reference=None,
+        config: TrainingConfig | None = None,
+        progress: bool = True,
+        callback=None,
+        checkpoint_dir=None,
+    ) -> TrainingHistory:
+        """Train by weighted maximum likelihood; see :func:`gmmpyro.training.train`."""
+        from .training import train
+
+        return train(
+            self,
+            x,
+            theta,
+            weights,
+            reference=reference,
+            config=config,
+            progress=progress,
+            callback=callback,
+            checkpoint_dir=checkpoint_dir,
+        )
+
+    # ---------------------------------------------------------------------- persistence
+
+    def save(self, path) -> None:
+        """Write the model to one safetensors file (tensors + JSON header; no pickle)."""
+        from .io import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path, map_location: torch.device | str | None = None) -> DensityModel:
+        """Read a model written by :meth:`save`; a foreign or other-version file raises ``ValueError``."""
+        from .io import load_model
+
+        return load_model(path, map_location=map_location)
+
+    def extra_repr(self) -> str:
+        return (
+            f"observables={[o.name for o in self.observables]}, params={list(self.params)}, "
+            f"order={list(self.order)}, n_parameters={self.n_parameters}, fitted={self.is_fitted}"
+        )
+
+
+def _inverse_permutation(order: Sequence[int]) -> list[int]:
+    inverse = [0] * len(order)
+    for position, column in enumerate(order):
+        inverse[column] = position
+    return inverse
+
+
+class PreparedModelEvents:
+    """Observed events with their θ-independent work done once (see :meth:`DensityModel.prepare`).
+
+    Example:
+        >>> # prepared = model.prepare(x_obs); prepared.log_prob(theta_grid)  # (G, N)
+    """
+
+    def __init__(self, model: DensityModel, x: torch.Tensor) -> None:
+        if x.dim() != 2:
+            raise ValueError(f"prepare expects events of shape (N, d), got {tuple(x.shape)}")
+        self.model = model
+        self.n_events = x.shape[0]
+        with torch.no_grad():
+            self.u, self.log_det, self.inside = model._to_latent(x, "data")
+            self.event_parts = model._event_parts(self.u)
+
+    def log_prob(self, theta) -> torch.Tensor:
+        """Per-event log densities at ``theta (*b, k)``, shape ``(*b, N)``."""
+        theta = self.model.check_theta(theta)
+        theta_parts = [part.unsqueeze(-2) for part in self.model._theta_parts(theta)]  # b 1 W
+        factors = self.model._factor_log_probs(self.u, theta_parts, self.event_parts)  # b N d
+        total = factors.sum(-1) + self.log_det
+        return torch.where(self.inside, total, torch.full_like(total, -float("inf")))

@@ -1,0 +1,387 @@
+"""Weighted maximum-likelihood training of a :class:`~gmmpyro.DensityModel` (SPEC §4).
+
+The factor networks have disjoint parameters, so each has its own learning rate, plateau
+schedule, early stopping and best epoch; with ``joint=True`` (the default, measured faster)
+they share one forward/backward pass per batch, which gives each network exactly the
+gradient it would get alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .exceptions import GmmpyroWarning
+from .observables import check_events
+from .projection import LatentProjection
+
+__all__ = ["TrainingConfig", "TrainingHistory", "split_indices", "train"]
+
+logger = logging.getLogger(__name__)
+
+_EVAL_CHUNK = 65_536
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of :meth:`DensityModel.fit`.
+
+    Arguments:
+        batch_size: events per optimisation step.
+        learning_rate: Adam's initial learning rate.
+        lr_factor: the learning rate is multiplied by this after ``lr_patience`` epochs
+            without improvement of a network's validation loss.
+        lr_patience: see ``lr_factor``.
+        stop_patience: a network stops after this many epochs without an improvement
+            larger than ``tolerance``; its best epoch is restored.
+        tolerance: smallest validation-loss decrease (nats/event) that counts as improvement.
+        max_epochs: upper limit of epochs.
+        validation_fraction: fraction of events held out for validation (paper: 0.4).
+        seed: seed of the split and of the batch order.
+        joint: one forward/backward pass per batch for all networks (``True``) or one
+            network at a time (``False``); both reach the same optimum.
+
+    Example:
+        >>> TrainingConfig(batch_size=1000).lr_patience
+        2
+    """
+
+    batch_size: int = 500
+    learning_rate: float = 1e-3
+    lr_factor: float = 0.5
+    lr_patience: int = 2
+    stop_patience: int = 10
+    tolerance: float = 1e-4
+    max_epochs: int = 200
+    validation_fraction: float = 0.2
+    seed: int = 0
+    joint: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for settings that cannot train."""
+        if self.batch_size < 1 or self.max_epochs < 1 or self.lr_patience < 1 or self.stop_patience < 1:
+            raise ValueError("batch_size, max_epochs, lr_patience and stop_patience must be >= 1")
+        if not 0 < self.learning_rate or not 0 < self.lr_factor <= 1:
+            raise ValueError("learning_rate must be > 0 and lr_factor in (0, 1]")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must lie in (0, 1), got {self.validation_fraction}")
+        if self.tolerance < 0:
+            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+
+
+@dataclass
+class TrainingHistory:
+    """What happened in training; per epoch one value per network (``nan`` once it stopped).
+
+    Attributes:
+        names: observable name of each network, in autoregressive order.
+        train_loss, val_loss, lr: lists over epochs of lists over networks (nats/event,
+            latent space).
+        best_epoch: per network, the epoch whose weights were kept (0-based).
+        best_val_loss: per network, its validation loss.
+        epoch_time: wall time per epoch (s).
+        interrupted: training stopped by ``KeyboardInterrupt`` or a callback.
+    """
+
+    names: list[str]
+    train_loss: list[list[float]] = field(default_factory=list)
+    val_loss: list[list[float]] = field(default_factory=list)
+    lr: list[list[float]] = field(default_factory=list)
+    best_epoch: list[int] = field(default_factory=list)
+    best_val_loss: list[float] = field(default_factory=list)
+    epoch_time: list[float] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def n_epochs(self) -> int:
+        """Number of epochs run."""
+        return len(self.val_loss)
+
+    @property
+    def wall_time(self) -> float:
+        """Total training time (s)."""
+        return float(sum(self.epoch_time))
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable dictionary."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainingHistory:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)
+
+    def __repr__(self) -> str:
+        best = ", ".join(f"{n}: {v:.4f}@{e}" for n, v, e in zip(self.names, self.best_val_loss, self.best_epoch))
+        return (
+            f"TrainingHistory(epochs={self.n_epochs}, wall_time={self.wall_time:.1f}s, "
+            f"best val loss [{best}], interrupted={self.interrupted})"
+        )
+
+
+def _validated_inputs(model, x, theta, weights) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x = torch.as_tensor(x, dtype=torch.float64)
+    theta = torch.as_tensor(theta, dtype=torch.float64)
+    check_events(x, model.observables)
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape (N, d), got {tuple(x.shape)}")
+    k = len(model.params)
+    if theta.shape != (x.shape[0], k):
+        raise ValueError(f"theta must have shape ({x.shape[0]}, {k}) for params {list(model.params)}, got {tuple(theta.shape)}")
+    if not torch.isfinite(theta).all():
+        raise ValueError("theta contains NaN or inf")
+    if weights is None:
+        weights = torch.ones(x.shape[0], dtype=torch.float64)
+    weights = torch.as_tensor(weights, dtype=torch.float64)
+    if weights.shape != (x.shape[0],):
+        raise ValueError(f"weights must have shape ({x.shape[0]},), got {tuple(weights.shape)}")
+    if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError("weights must be finite, non-negative and not all zero")
+    for name, lo, hi in zip(model.params, theta.min(0).values, theta.max(0).values):
+        if lo == hi:
+            raise ValueError(f"parameter {name!r} takes a single value in the training data; it cannot be learned")
+    return x, theta, weights
+
+
+def _reference_mask(model, theta: torch.Tensor, reference) -> torch.Tensor:
+    """Events at ``θ_ref``: a boolean mask, a θ value, or (``None``) the point nearest the centre."""
+    if reference is not None:
+        reference = torch.as_tensor(reference)
+    if reference is not None and reference.dtype == torch.bool:
+        if reference.shape != theta.shape[:1]:
+            raise ValueError(f"a reference mask must have shape ({theta.shape[0]},), got {tuple(reference.shape)}")
+        mask = reference
+    else:
+        low, high = theta.min(0).values, theta.max(0).values
+        if reference is None:
+            points = torch.unique(theta, dim=0)
+            distance = (((points - (low + high) / 2) / (high - low)) ** 2).sum(-1)
+            reference = points[distance.argmin()]
+        reference = reference.to(torch.float64)
+        if reference.shape != (len(model.params),):
+            raise ValueError(f"reference must be a θ value of shape ({len(model.params)},) or a boolean mask")
+        mask = ((theta - reference).abs() <= 1e-9 * (high - low)).all(-1)
+    if not mask.any():
+        raise ValueError(f"no training events at the reference point {reference.tolist()}")
+    return mask
+
+
+def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training and validation event indices used by :func:`train` (seeded permutation).
+
+    Example:
+        >>> train_index, val_index = split_indices(10, 0.2, seed=0)
+        >>> len(train_index), len(val_index)
+        (8, 2)
+    """
+    permutation = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, round(validation_fraction * n))
+    return permutation[n_val:], permutation[:n_val]
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, position: int, lr: float) -> None:
+    optimizer.param_groups[position]["lr"] = lr
+
+
+class _Trainer:
+    """One training run: data on the model's device (or streamed), per-network bookkeeping."""
+
+    def __init__(self, model, u, theta_scaled, weights, config: TrainingConfig) -> None:
+        self.model, self.config = model, config
+        self.train_index, self.val_index = split_indices(u.shape[0], config.validation_fraction, config.seed)
+        if self.train_index.numel() == 0:
+            raise ValueError("too few events for a training/validation split")
+        dtype, device = model.dtype, model.device
+        on_device = device.type == "cpu" or u.numel() * 8 < 2**30
+        target = device if on_device else torch.device("cpu")
+        self.data = [t.to(device=target, dtype=dtype) for t in (u, theta_scaled, weights)]
+        self.d = len(model.networks)
+        self.optimizer = torch.optim.Adam(
+            [{"params": net.parameters(), "lr": config.learning_rate} for net in model.networks]
+        )
+        self.best = [float("inf")] * self.d
+        self.best_epoch = [0] * self.d
+        self.best_state = [copy.deepcopy(net.state_dict()) for net in model.networks]
+        self.bad_epochs = [0] * self.d
+        self.lr_bad_epochs = [0] * self.d
+        self.active = [True] * self.d
+
+    def _batch(self, index: torch.Tensor):
+        device = self.model.device
+        return [t[index.to(t.device)].to(device, non_blocking=True) for t in self.data]
+
+    def _log_probs(self, u, theta_scaled, positions) -> torch.Tensor:
+        model = self.model
+        scaled_u = model._scale_latent(u)
+        theta_parts, event_parts = {}, {}
+        for p in positions:
+            theta_parts[p] = model.networks[p].theta_part(theta_scaled)
+            event_parts[p] = model.networks[p].event_part(scaled_u[..., :p])
+        parts = [theta_parts.get(p) for p in range(self.d)], [event_parts.get(p) for p in range(self.d)]
+        return model._factor_log_probs(u, *parts, positions=positions)  # B len(positions)
+
+    def train_epoch(self, epoch: int, positions: list[int]) -> list[float]:
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        order = self.train_index[torch.randperm(self.train_index.numel(), generator=generator)]
+        totals = torch.zeros(len(positions), dtype=torch.float64, device=self.model.device)
+        weight_total = 0.0
+        self.model.train()
+        for start in range(0, order.numel(), self.config.batch_size):
+            u, theta_scaled, w = self._batch(order[start : start + self.config.batch_size])
+            log_probs = self._log_probs(u, theta_scaled, positions)
+            w_sum = w.sum()
+            losses = -(w[:, None] * log_probs).sum(0) / w_sum
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            self.optimizer.step()
+            totals += losses.detach().to(torch.float64) * w_sum.detach()
+            weight_total += float(w_sum)
+        return (totals / weight_total).tolist()
+
+    @torch.no_grad()
+    def validation_loss(self, positions: list[int]) -> list[float]:
+        self.model.eval()
+        totals = torch.zeros(len(positions), dtype=torch.float64, device=self.model.device)
+        weight_total = torch.zeros((), dtype=torch.float64, device=self.model.device)
+        for start in range(0, self.val_index.numel(), _EVAL_CHUNK):
+            u, theta_scaled, w = self._batch(self.val_index[start : start + _EVAL_CHUNK])
+            log_probs = self._log_probs(u, theta_scaled, positions)
+            totals -= (w[:, None] * log_probs).sum(0).to(torch.float64)
+            weight_total += w.sum()
+        return (totals / weight_total).tolist()
+
+    def update(self, epoch: int, position: int, val_loss: float) -> None:
+        """Best-epoch, plateau and early-stopping bookkeeping of one network."""
+        config, net = self.config, self.model.networks[position]
+        if val_loss < self.best[position] - config.tolerance:
+            self.best[position], self.best_epoch[position] = val_loss, epoch
+            self.best_state[position] = copy.deepcopy(net.state_dict())
+            self.bad_epochs[position] = self.lr_bad_epochs[position] = 0
+            return
+        self.bad_epochs[position] += 1
+        self.lr_bad_epochs[position] += 1
+        if self.lr_bad_epochs[position] >= config.lr_patience:
+            lr = self.optimizer.param_groups[position]["lr"] * config.lr_factor
+            _set_lr(self.optimizer, position, lr)
+            self.lr_bad_epochs[position] = 0
+        if self.bad_epochs[position] >= config.stop_patience:
+            self.active[position] = False
+
+    def restore_best(self) -> None:
+        for net, state in zip(self.model.networks, self.best_state):
+            net.load_state_dict(state)
+        self.model.eval()
+
+
+def train(
+    model,
+    x,
+    theta,
+    weights=None,
+    *,
+    reference=None,
+    config: TrainingConfig | None = None,
+    progress: bool = True,
+    callback: Callable[[int, TrainingHistory], bool | None] | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> TrainingHistory:
+    """Fit the projection on the reference events, then maximise the weighted mean log-likelihood.
+
+    .. math:: \\max_φ \\; \\sum_n w_n \\log p_φ(h(x_n) | θ_n) \\,/\\, \\sum_n w_n
+
+    Arguments:
+        model: the :class:`~gmmpyro.DensityModel` to train (in place).
+        x: simulated events, shape ``(N, d)``.
+        theta: the parameters each event was simulated at, shape ``(N, k)``.
+        weights: optional Monte-Carlo weights ``(N,)``, non-negative.
+        reference: the events that define the projection: a θ value ``(k,)``, a boolean
+            mask ``(N,)``, or ``None`` for the simulated point nearest the centre of the range.
+        config: a :class:`TrainingConfig`.
+        progress: show a tqdm progress bar (per epoch: losses and learning rate).
+        callback: called as ``callback(epoch, history)`` after every epoch; returning
+            ``True`` stops training (the best epochs are kept).
+        checkpoint_dir: save a checkpoint there after every epoch, and resume from it if
+            one for the same data and settings exists.
+
+    Returns:
+        The :class:`TrainingHistory` (also stored as ``model.history``). On
+        ``KeyboardInterrupt`` the best weights so far are kept and ``interrupted`` is set.
+    """
+    from .checkpoint import TrainingCheckpoint
+
+    config = config if config is not None else TrainingConfig()
+    if not isinstance(config, TrainingConfig):
+        raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    x, theta, weights = _validated_inputs(model, x, theta, weights)
+    checkpoint = TrainingCheckpoint(checkpoint_dir, model, x, theta, weights, config) if checkpoint_dir else None
+    mask = _reference_mask(model, theta, reference)
+    model.set_theta_range(theta.min(0).values, theta.max(0).values)
+    model.set_projection(LatentProjection.fit(x[mask], model.observables, weights=weights[mask]))
+    u = model.projection.forward(x, check=False)[:, list(model.order)]
+    trainer = _Trainer(model, u, model._scale_theta(theta.to(model.device)).cpu(), weights, config)
+    history = TrainingHistory(names=[model.observables[c].name for c in model.order])
+    start_epoch = checkpoint.resume(trainer, history) if checkpoint else 0
+    nan = float("nan")
+    schedule = [list(range(trainer.d))] if config.joint else [[p] for p in range(trainer.d)]
+    bar = tqdm(total=config.max_epochs * len(schedule), disable=not progress, desc="training", unit="epoch")
+    try:
+        for group in schedule:
+            for epoch in range(start_epoch, config.max_epochs):
+                positions = [p for p in group if trainer.active[p]]
+                if not positions:
+                    break
+                tic = time.perf_counter()
+                train_loss = dict(zip(positions, trainer.train_epoch(epoch, positions)))
+                val_loss = dict(zip(positions, trainer.validation_loss(positions)))
+                lrs = {p: trainer.optimizer.param_groups[p]["lr"] for p in positions}
+                for p in positions:
+                    trainer.update(epoch, p, val_loss[p])
+                _record(history, epoch, train_loss, val_loss, lrs, time.perf_counter() - tic, nan)
+                history.best_epoch, history.best_val_loss = list(trainer.best_epoch), list(trainer.best)
+                bar.update()
+                bar.set_postfix(
+                    train=f"{sum(train_loss.values()):.4f}", val=f"{sum(val_loss.values()):.4f}",
+                    lr=f"{max(lrs.values()):.1e}", active=len(positions),
+                )
+                if checkpoint:
+                    checkpoint.save(trainer, history, epoch)
+                if callback is not None and callback(epoch, history):
+                    history.interrupted = True
+                    break
+            if history.interrupted:
+                break
+    except KeyboardInterrupt:
+        history.interrupted = True
+        warnings.warn("training interrupted: the best weights so far are kept", GmmpyroWarning, stacklevel=2)
+    finally:
+        bar.close()
+        trainer.restore_best()
+    model.history = history
+    logger.info("%r", history)
+    return history
+
+
+def _record(history: TrainingHistory, epoch, train_loss, val_loss, lrs, seconds, nan) -> None:
+    """Write one network group's epoch into the history (rows are shared across groups)."""
+    d = len(history.names)
+    while len(history.val_loss) <= epoch:
+        history.train_loss.append([nan] * d)
+        history.val_loss.append([nan] * d)
+        history.lr.append([nan] * d)
+        history.epoch_time.append(0.0)
+    for p in val_loss:
+        history.train_loss[epoch][p] = train_loss[p]
+        history.val_loss[epoch][p] = val_loss[p]
+        history.lr[epoch][p] = lrs[p]
+    history.epoch_time[epoch] += seconds

@@ -1,0 +1,360 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import gmmpyro
+from gmmpyro import DensityModel, NetworkConfig, Observable, OutOfRangeWarning, TrainingConfig
+from gmmpyro.mixture import mixture_log_prob
+from gmmpyro.networks import log_normal_mass
+from gmmpyro.toy import ToyModel
+from gmmpyro.training import split_indices
+
+SMALL = NetworkConfig(n_gauss=6, A1=16, B1=16, B2=4, C=1, D=2, s_f=0.1, s_mu=0.1, s_sigma=0.1,
+                      categorical_widths=(32, 16))
+QUICK = TrainingConfig(batch_size=256, learning_rate=3e-3, max_epochs=4)
+GRID = [[-1.0, -1.0], [-1.0, 1.0], [0.0, 0.0], [1.0, -1.0], [1.0, 1.0]]
+
+
+def toy_data(n_per_point=400, seed=0):
+    toy = ToyModel()
+    x, theta = toy.grid_dataset(n_per_point, grid=GRID, seed=seed)
+    return toy, x, theta
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small model trained briefly on the toy, in float64 so gradients can be checked."""
+    toy, x, theta = toy_data()
+    torch.manual_seed(0)
+    model = DensityModel(toy.observables, ["cx", "cy"], config=SMALL, dtype=torch.float64)
+    model.fit(x, theta, config=QUICK, progress=False)
+    return model, x, theta
+
+
+def mixed_data(n, seed):
+    """A continuous bounded column, an unbounded one depending on it, and a count."""
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(-1, 1, (n, 1))
+    a = rng.beta(2 + theta[:, 0], 2, n)
+    b = rng.normal(a + theta[:, 0], 0.5)
+    p = 1 / (1 + np.exp(-2 * theta[:, 0]))
+    count = rng.binomial(2, p)
+    return torch.tensor(np.stack([a, b, count], 1)), torch.tensor(theta)
+
+
+MIXED = [Observable("a", (0.0, 1.0)), Observable("b"), Observable("n", (0, 2), discrete=True)]
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    x, theta = mixed_data(3000, seed=1)
+    torch.manual_seed(0)
+    model = DensityModel(MIXED, ["t"], config=SMALL, order=["n", "a", "b"], dtype=torch.float64)
+    config = TrainingConfig(batch_size=256, learning_rate=3e-3, max_epochs=20)
+    model.fit(x, theta, reference=torch.ones(3000, dtype=torch.bool), config=config, progress=False)
+    return model
+
+
+def test_parameter_count_matches_paper_network_sizes():
+    # journal: with the toy constants the four networks hold about 18k-85k parameters each
+    model = DensityModel(ToyModel().observables, ["cx", "cy"], config=gmmpyro.toy.paper_config())
+    sizes = [sum(p.numel() for p in net.parameters()) for net in model.networks]
+    assert 17_000 <= min(sizes) <= 19_000 and 84_000 <= max(sizes) <= 86_000
+
+
+def test_latent_normalisation_with_unbounded_and_discrete(mixed):
+    # sum over the count and integrate the two continuous latent factors on a 2-D grid
+    u_a = torch.linspace(-5, 5, 401, dtype=torch.float64)
+    u_b = torch.linspace(-15, 15, 1201, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(u_a, u_b, indexing="ij"), -1)
+    for t in (-0.8, 0.3):
+        total = 0.0
+        for n in range(3):
+            u = torch.cat([grid, torch.full_like(grid[..., :1], n)], -1)
+            with torch.no_grad():
+                density = mixed.log_prob(u, torch.tensor([t]), space="latent").exp()
+            total += torch.trapezoid(torch.trapezoid(density, u_b, dim=1), u_a).item()
+        # the trained widths stay above 0.2, which grids of spacing 0.025 resolve to far better
+        # than 1e-3; the unbounded factor's mass beyond |u| = 15 is negligible
+        assert total == pytest.approx(1.0, abs=2e-3)
+
+
+def test_data_space_normalisation_one_observable():
+    toy = ToyModel()
+    x, theta = toy.grid_dataset(500, grid=GRID, seed=3)
+    model = DensityModel(toy.observables[:1], ["cx", "cy"], config=SMALL, dtype=torch.float64)
+    model.fit(x[:, :1], theta, config=QUICK, progress=False)
+    # the data-space density jumps at the projection's knots: integrate segment by segment
+    knots = model.projection.x_knots_0
+    inner = knots[:-1, None] + knots.diff()[:, None] * torch.linspace(0, 1, 17, dtype=knots.dtype)[1:-1]
+    eps = 1e-9 * 700
+    grid = torch.cat([inner.flatten(), knots[1:-1] - eps, knots[1:-1] + eps, knots[[0, -1]]]).sort().values
+    with torch.no_grad():
+        density = model.log_prob(grid[:, None], torch.tensor([0.4, -0.7])).exp()
+    assert torch.trapezoid(density, grid).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_samples_follow_log_prob_per_conditional(trained):
+    # probability-integral transform of every latent conditional of model samples must be
+    # uniform; KS at alpha = 1e-3 with a fixed seed
+    model, _, _ = trained
+    theta = torch.tensor([0.5, -0.5], dtype=torch.float64)
+    x = model.sample(3000, theta, seed=11)
+    for i, obs in enumerate(model.observables):
+        lo, hi = obs.bounds if obs.bounds else (-math.inf, math.inf)
+        assert ((x[:, i] >= lo) & (x[:, i] <= hi)).all()
+    u = model.projection.forward(x)
+    with torch.no_grad():
+        for i, obs in enumerate(model.observables):
+            w, mu, sigma = model.components(theta.expand(3000, 2), obs.name, u[:, :i] if i else None)
+            z = (u[:, i : i + 1] - mu) / sigma
+            cdf = torch.special.ndtr(z)
+            if obs.bounded:
+                lo, hi = torch.special.ndtr((-5 - mu) / sigma), torch.special.ndtr((5 - mu) / sigma)
+                cdf = (cdf - lo) / (hi - lo)
+            pit = (w * cdf).sum(-1).numpy()
+            assert stats.kstest(pit, "uniform").pvalue > 1e-3, obs.name
+
+
+def test_log_prob_is_the_mixture_of_components(trained):
+    model, x, _ = trained
+    theta = torch.tensor([[0.2, 0.9]], dtype=torch.float64)
+    with torch.no_grad():
+        u = model.projection.forward(x[:50])
+        total = model.log_prob(u, theta, space="latent")
+        data = model.log_prob(x[:50], theta)
+        expected = torch.zeros(50, dtype=torch.float64)
+        for i, obs in enumerate(model.observables):
+            w, mu, sigma = model.components(theta.expand(50, 2), i, u[:, :i] if i else None)
+            bounds = (-5.0, 5.0) if obs.bounded else None
+            expected += mixture_log_prob(u[:, i], w.log(), mu, sigma, bounds)
+    torch.testing.assert_close(total, expected)
+    torch.testing.assert_close(data - total, model.projection.log_abs_det_jacobian(x[:50]))
+
+
+def test_broadcasting_shapes(trained):
+    model, x, _ = trained
+    thetas = torch.tensor([[0.0, 0.0], [0.5, -0.2], [-1.0, 1.0]], dtype=torch.float64)
+    with torch.no_grad():
+        grid = model.log_prob(x[:7], thetas[:, None, :])
+        assert grid.shape == (3, 7)
+        for g in range(3):
+            torch.testing.assert_close(grid[g], model.log_prob(x[:7], thetas[g]))
+        assert model.log_prob(x[:6].reshape(3, 1, 2, 4), thetas[:, None, :]).shape == (3, 3, 2)
+        prepared = model.prepare(x[:7])
+        torch.testing.assert_close(prepared.log_prob(thetas), grid)
+        assert prepared.log_prob(thetas.reshape(3, 1, 2)).shape == (3, 1, 7)
+    assert model.sample(4, thetas.reshape(3, 1, 2), seed=0).shape == (4, 3, 1, 4)
+
+
+def test_gradient_in_theta_matches_finite_differences(trained):
+    model, x, _ = trained
+    theta = torch.tensor([0.3, -0.4], dtype=torch.float64, requires_grad=True)
+    value = model.log_prob(x[:20], theta).sum()
+    (grad,) = torch.autograd.grad(value, theta)
+    h = 1e-6
+    for j in range(2):
+        step = torch.zeros(2, dtype=torch.float64)
+        step[j] = h
+        with torch.no_grad():
+            numeric = (model.log_prob(x[:20], theta + step).sum() - model.log_prob(x[:20], theta - step).sum()) / (2 * h)
+        assert grad[j].item() == pytest.approx(numeric.item(), rel=1e-5, abs=1e-6)
+    prepared_value = model.prepare(x[:20]).log_prob(theta).sum()
+    torch.testing.assert_close(torch.autograd.grad(prepared_value, theta)[0], grad)
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    model, x, _ = trained
+    model.save(tmp_path / "toy.gmm")
+    loaded = DensityModel.load(tmp_path / "toy.gmm")
+    theta = torch.tensor([0.1, 0.2], dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.log_prob(x[:100], theta), model.log_prob(x[:100], theta), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.sample(50, theta, seed=3), model.sample(50, theta, seed=3), rtol=0, atol=0)
+    assert loaded.history.n_epochs == model.history.n_epochs
+    assert loaded.order == model.order and loaded.params == model.params
+
+
+def test_load_rejects_foreign_and_other_version_files(trained, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model, _, _ = trained
+    model.save(tmp_path / "ok.gmm")
+    with open(tmp_path / "ok.gmm", "rb") as handle:
+        from safetensors import safe_open
+
+        meta = safe_open(str(tmp_path / "ok.gmm"), "pt").metadata()
+    tensors = load_file(tmp_path / "ok.gmm")
+    save_file(tensors, tmp_path / "v9.gmm", metadata={**meta, "format_version": "9"})
+    with pytest.raises(ValueError, match="format version 9"):
+        DensityModel.load(tmp_path / "v9.gmm")
+    save_file({"w": torch.zeros(2)}, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="not a gmmpyro DensityModel"):
+        DensityModel.load(tmp_path / "other.safetensors")
+    (tmp_path / "junk.gmm").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a readable gmmpyro model"):
+        DensityModel.load(tmp_path / "junk.gmm")
+    tensors["model.networks.0.theta_branch.weight"] = torch.zeros(3, 3, dtype=torch.float64)
+    save_file(tensors, tmp_path / "bad.gmm", metadata=meta)
+    with pytest.raises(ValueError, match="do not match the architecture"):
+        DensityModel.load(tmp_path / "bad.gmm")
+
+
+def test_training_reduces_loss_and_keeps_best_epoch():
+    toy, x, theta = toy_data(300, seed=4)
+    torch.manual_seed(0)
+    model = DensityModel(toy.observables, ["cx", "cy"], config=SMALL)
+    # a large learning rate makes the validation loss bounce, so the last epoch is rarely the best
+    config = TrainingConfig(batch_size=128, learning_rate=0.03, max_epochs=8, stop_patience=20, seed=2)
+    history = model.fit(x, theta, config=config, progress=False)
+    val = np.array(history.val_loss)
+    assert (val.min(0) < val[0]).all()
+    assert any(best != history.n_epochs - 1 for best in history.best_epoch)
+    _, val_index = split_indices(x.shape[0], config.validation_fraction, config.seed)
+    with torch.no_grad():
+        u = model.projection.forward(x[val_index].double())[:, list(model.order)].float()
+        factors = model._factor_log_probs(
+            u, model._theta_parts(theta[val_index].float()), model._event_parts(u)
+        )
+    np.testing.assert_allclose(-factors.mean(0).numpy(), val.min(0), rtol=1e-4)
+    np.testing.assert_allclose(val.min(0), history.best_val_loss)
+
+
+def test_joint_and_sequential_training_agree():
+    toy, x, theta = toy_data(200, seed=6)
+    models = []
+    for joint in (True, False):
+        torch.manual_seed(0)
+        model = DensityModel(toy.observables, ["cx", "cy"], config=SMALL, dtype=torch.float64)
+        model.fit(x, theta, config=TrainingConfig(batch_size=128, max_epochs=3, joint=joint), progress=False)
+        models.append(model)
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10, msg=name)
+
+
+def test_weights_act_like_duplicated_events():
+    # weight 3 on events with x0' < 0.25 must fit the same density as tripling those events;
+    # both must also reproduce the reweighted truth P_w(x0' < 0.25) = 3F / (3F + 1 - F)
+    toy = ToyModel()
+    x, theta = toy.grid_dataset(3000, grid=[[0.0, 0.0], [1.0, 0.0]], seed=8)
+    x, theta = x[:, :1], theta[:, :1]
+    low = x[:, 0] < 275.0
+    weights = torch.where(low, 3.0, 1.0).double()
+    duplicated_x = torch.cat([x, x[low], x[low]])
+    duplicated_theta = torch.cat([theta, theta[low], theta[low]])
+    config = TrainingConfig(batch_size=256, learning_rate=3e-3, max_epochs=25, stop_patience=4)
+    fractions = []
+    for data, th, w in ((x, theta, weights), (duplicated_x, duplicated_theta, None)):
+        torch.manual_seed(0)
+        model = DensityModel(toy.observables[:1], ["cx"], config=SMALL, dtype=torch.float64)
+        model.fit(data, th, w, config=config, progress=False)
+        grid = torch.linspace(100.0, 275.0, 4001, dtype=torch.float64)[:, None]
+        with torch.no_grad():
+            fractions.append(torch.trapezoid(model.log_prob(grid, torch.tensor([0.0])).exp(), grid[:, 0]).item())
+    k = 4.0
+    f_true = (1 - math.exp(-k * 0.25)) / (1 - math.exp(-k))
+    expected = 3 * f_true / (3 * f_true + 1 - f_true)
+    # 3000 events at this point: binomial sd of the fraction ~ sqrt(p(1-p)/3000) ~ 0.009;
+    # allow 3 sd plus 0.01 for the model's smoothing
+    assert fractions[0] == pytest.approx(expected, abs=0.037)
+    assert fractions[0] == pytest.approx(fractions[1], abs=0.02)
+
+
+def test_discrete_observable(mixed):
+    x, theta = mixed_data(4000, seed=9)
+    sample = mixed.sample(4000, torch.tensor([0.5]), seed=1)
+    assert set(sample[:, 2].unique().tolist()) <= {0.0, 1.0, 2.0}
+    p = 1 / (1 + math.exp(-1.0))
+    expected = [(1 - p) ** 2, 2 * p * (1 - p), p**2]
+    observed = [(sample[:, 2] == n).double().mean().item() for n in range(3)]
+    # 4000 draws: sd of each frequency <= 0.008; the fit on 3000 events adds ~0.02
+    np.testing.assert_allclose(observed, expected, atol=0.05)
+    bad = x[:3].clone()
+    bad[:, 2] = 0.5
+    assert torch.isneginf(mixed.log_prob(bad, theta[:3])).all()
+
+
+def test_outside_support_is_minus_infinity(trained):
+    model, x, _ = trained
+    bad = x[:4].clone()
+    bad[0, 0] = 99.0
+    bad[1, 2] = 4.0
+    with torch.no_grad():
+        lp = model.log_prob(bad, torch.zeros(2))
+    assert torch.isneginf(lp[:2]).all() and torch.isfinite(lp[2:]).all()
+
+
+def test_bad_inputs_give_clear_errors(trained):
+    model, x, theta = trained
+    with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., 4\)"):
+        model.log_prob(x[:, :3], torch.zeros(2))
+    with pytest.raises(ValueError, match="NaN"):
+        model.log_prob(torch.full((2, 4), float("nan")), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"theta must have shape \(\.\.\., 2\) for params \['cx', 'cy'\]"):
+        model.log_prob(x[:2], torch.zeros(3))
+    with pytest.warns(OutOfRangeWarning, match=r"\['cy'\]"):
+        model.log_prob(x[:2], torch.tensor([0.0, 3.0]))
+    with pytest.raises(ValueError, match="order names unknown observable 'x9'"):
+        DensityModel(model.observables, ["cx", "cy"], order=["x9", "x0", "x1", "x2"])
+    with pytest.raises(RuntimeError, match="not trained"):
+        DensityModel(model.observables, ["cx", "cy"]).log_prob(x[:2], torch.zeros(2))
+    fresh = DensityModel(model.observables, ["cx", "cy"], config=SMALL)
+    bad = x.clone()
+    bad[5, 1] = 900.0
+    with pytest.raises(ValueError, match="'x1' lie outside its bounds"):
+        fresh.fit(bad, theta, progress=False)
+    with pytest.raises(ValueError, match="'cy' takes a single value"):
+        fresh.fit(x, torch.stack([theta[:, 0], torch.zeros_like(theta[:, 0])], -1), progress=False)
+    with pytest.raises(ValueError, match="weights must be finite, non-negative"):
+        fresh.fit(x, theta, -torch.ones(len(x)), progress=False)
+    with pytest.raises(ValueError, match="no training events at the reference point"):
+        fresh.fit(x, theta, reference=[0.3, 0.3], progress=False)
+
+
+def test_checkpoint_resume_and_interrupt(tmp_path):
+    toy, x, theta = toy_data(200, seed=10)
+    config = TrainingConfig(batch_size=128, max_epochs=4, stop_patience=50)
+
+    def fresh():
+        torch.manual_seed(1)
+        return DensityModel(toy.observables, ["cx", "cy"], config=SMALL, dtype=torch.float64)
+
+    straight = fresh()
+    straight.fit(x, theta, config=config, progress=False)
+
+    def stop_after_two(epoch, history):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    interrupted = fresh()
+    with pytest.warns(gmmpyro.GmmpyroWarning, match="interrupted"):
+        history = interrupted.fit(x, theta, config=config, progress=False, callback=stop_after_two,
+                                  checkpoint_dir=tmp_path)
+    assert history.interrupted and history.n_epochs == 2
+    resumed = fresh()
+    history = resumed.fit(x, theta, config=config, progress=False, checkpoint_dir=tmp_path)
+    assert history.n_epochs == 4 and not history.interrupted
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="belongs to other data"):
+        fresh().fit(x[:-10], theta[:-10], config=config, progress=False, checkpoint_dir=tmp_path)
+
+
+def test_log_normal_mass_tails():
+    a = torch.tensor([-50.0, 40.0, -1.0, -8.0], dtype=torch.float64)
+    b = torch.tensor([-45.0, 41.0, 1.0, 8.0], dtype=torch.float64)
+    exact = [stats.norm.logcdf(-45.0) + math.log1p(-math.exp(stats.norm.logcdf(-50.0) - stats.norm.logcdf(-45.0))),
+             stats.norm.logsf(40.0) + math.log1p(-math.exp(stats.norm.logsf(41.0) - stats.norm.logsf(40.0))),
+             math.log(stats.norm.cdf(1) - stats.norm.cdf(-1)), math.log(stats.norm.cdf(8) - stats.norm.cdf(-8))]
+    np.testing.assert_allclose(log_normal_mass(a, b).numpy(), exact, rtol=1e-10, atol=1e-14)
+
+
+def test_no_warning_inside_range(trained):
+    model, x, _ = trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.log_prob(x[:3], torch.tensor([1.0, -1.0]))
