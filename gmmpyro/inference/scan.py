@@ -1,0 +1,317 @@
+"""Profile-likelihood scans over one or two parameters: :func:`scan`."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..exceptions import ConvergenceWarning
+from .fit import FitResult, _box, fit_likelihood
+from .likelihood import Likelihood
+from .minimize import minimize
+from .scan_result import ProfileScan, delta_q
+
+__all__ = ["ProfileScan", "delta_q", "scan", "scan_likelihood"]
+
+GridSpec = Mapping[str, "tuple[float, float, int] | Sequence[float] | np.ndarray | torch.Tensor"]
+
+
+def _parse_grid(lik: Likelihood, grid: GridSpec) -> tuple[tuple[str, ...], list[np.ndarray]]:
+    if not isinstance(grid, Mapping) or not 1 <= len(grid) <= 2:
+        raise ValueError(
+            f"grid must be a dict of one or two parameters, e.g. {{'cx': (-1, 1, 41)}}, got {grid!r}"
+        )
+    names = lik.check_names(grid, what="grid")
+    axes = []
+    for n, spec in grid.items():
+        if isinstance(spec, tuple) and len(spec) == 3 and isinstance(spec[2], (int, np.integer)):
+            lo, hi, num = float(spec[0]), float(spec[1]), int(spec[2])
+            if num < 2 or not lo < hi:
+                raise ValueError(f"grid {n!r}: (lo, hi, n) needs lo < hi and n >= 2, got {spec}")
+            axis = np.linspace(lo, hi, num)
+        else:
+            axis = np.asarray(spec.detach().cpu() if isinstance(spec, torch.Tensor) else spec, dtype=float)
+            if axis.ndim != 1 or axis.size < 2 or not np.all(np.isfinite(axis)) or np.any(np.diff(axis) <= 0):
+                raise ValueError(
+                    f"grid {n!r}: explicit values must be a finite, strictly increasing 1-D array"
+                )
+        axes.append(axis)
+    return names, axes
+
+
+def _profile_points(
+    lik: Likelihood,
+    theta: torch.Tensor,
+    p_idx: torch.Tensor,
+    z0: torch.Tensor,
+    rows: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    tol: float,
+    max_iter: int,
+) -> tuple[torch.Tensor, ...]:
+    """Minimise ``-ln L`` over the profiled columns at grid points ``rows``, chunk by chunk."""
+    out = []
+    for r, z in zip(rows.split(lik.chunk_size), z0.split(lik.chunk_size), strict=True):
+        base = theta[r]  # b k
+
+        def nll(zz: torch.Tensor, sub: torch.Tensor, base: torch.Tensor = base) -> torch.Tensor:
+            return -lik.log_likelihood(base[sub].index_copy(-1, p_idx, zz))  # b
+
+        res = minimize(nll, z, lo=lo, hi=hi, tol=tol, max_iter=max_iter)
+        out.append((res.x, res.fun, res.edm, res.converged, res.n_iter))
+    return tuple(torch.cat(parts) for parts in zip(*out, strict=True))
+
+
+def _neighbours(
+    z: torch.Tensor, ok: torch.Tensor, shape: tuple[int, ...]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each grid direction: the neighbour's solution ``(G, p)`` and whether it is usable ``(G,)``."""
+    zg, okg = z.reshape(*shape, -1), ok.reshape(shape)
+    out = []
+    for axis in range(len(shape)):
+        for shift in (1, -1):
+            usable = torch.roll(okg, shift, dims=axis)
+            edge = [slice(None)] * len(shape)
+            edge[axis] = 0 if shift == 1 else -1  # rolled in from the opposite edge: no neighbour
+            usable[tuple(edge)] = False
+            out.append((torch.roll(zg, shift, dims=axis).reshape(-1, zg.shape[-1]), usable.reshape(-1)))
+    return out
+
+
+def _conditional_fits(
+    lik: Likelihood,
+    theta: torch.Tensor,
+    shape: tuple[int, ...],
+    profile: tuple[str, ...],
+    bounds: Mapping | None,
+    tol: float,
+    max_iter: int,
+    refine: int,
+) -> tuple[torch.Tensor, ...]:
+    """``-ln L`` at every grid point ``theta (G, k)``, minimised over ``profile``.
+
+    Returns ``theta`` with the conditional fits filled in, ``nll``, ``ok``, ``edm``, ``n_iter``.
+    """
+    G = theta.shape[0]
+    edm = torch.zeros(G, dtype=lik.dtype, device=lik.device)
+    n_iter = torch.zeros(G, dtype=torch.long, device=lik.device)
+    if not profile:
+        with torch.no_grad():
+            nll = -lik.log_likelihood(theta)  # G
+        return theta, nll, ~torch.isnan(nll), edm, n_iter
+    p_idx = torch.tensor([lik.index(n) for n in profile], device=lik.device)
+    lo, hi = _box(lik, profile, bounds)
+    rows = torch.arange(G, device=lik.device)
+    z, nll, edm, ok, n_iter = _profile_points(lik, theta, p_idx, theta[:, p_idx], rows, lo, hi, tol, max_iter)
+    eps = torch.finfo(lik.dtype).eps
+    for _ in range(refine):  # warm starts from converged neighbours: retry failures, escape local minima
+        with torch.no_grad():
+            best_f, best_z = torch.full_like(nll, torch.inf), z.clone()
+            for zn, usable in _neighbours(z, ok, shape):
+                fn = -lik.log_likelihood(theta.index_copy(-1, p_idx, zn))  # G
+                better = usable & (fn < best_f)
+                best_f, best_z = torch.where(better, fn, best_f), torch.where(better[:, None], zn, best_z)
+        margin = torch.clamp(64 * eps * nll.abs(), min=10 * tol)
+        retry = torch.isfinite(best_f) & (~ok | (best_f < nll - margin))
+        if not retry.any():
+            break
+        r = retry.nonzero().squeeze(-1)
+        z_r, f_r, e_r, ok_r, it_r = _profile_points(lik, theta, p_idx, best_z[r], r, lo, hi, tol, max_iter)
+        take = ok_r & (~ok[r] | (f_r < nll[r]))
+        r = r[take]
+        z[r], nll[r], edm[r], ok[r], n_iter[r] = z_r[take], f_r[take], e_r[take], ok_r[take], it_r[take]
+    return theta.index_copy(-1, p_idx, z), nll, ok, edm, n_iter
+
+
+def scan_likelihood(
+    lik: Likelihood,
+    grid: GridSpec,
+    *,
+    profile: Iterable[str] | None = None,
+    fixed: Mapping[str, float] | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    start: Mapping[str, float] | None = None,
+    n_starts: int = 8,
+    seed: int = 0,
+    tol: float = 1e-6,
+    max_iter: int = 50,
+    refine: int = 3,
+    _mle: FitResult | None = None,
+) -> ProfileScan:
+    """:func:`scan` for an already prepared :class:`~gmmpyro.inference.likelihood.Likelihood`."""
+    names, axes = _parse_grid(lik, grid)
+    profile = lik.check_names(profile or (), what="profile")
+    fixed = {n: float(v) for n, v in (fixed or {}).items()}
+    lik.check_names(fixed, what="fixed")
+    for a, b, what in (
+        (names, profile, "scanned and profiled"),
+        (names, fixed, "scanned and fixed"),
+        (profile, fixed, "profiled and fixed"),
+    ):
+        both = sorted(set(a) & set(b))
+        if both:
+            raise ValueError(f"parameter(s) {both} cannot be both {what}")
+
+    mle = _mle or fit_likelihood(
+        lik, fixed=fixed, start=start, bounds=bounds, n_starts=n_starts, seed=seed, tol=tol
+    )
+    theta_hat = torch.tensor(mle.theta, dtype=lik.dtype, device=lik.device)  # k
+    shape = tuple(len(a) for a in axes)
+    G, k = math.prod(shape), lik.n_params
+    mesh = torch.meshgrid(
+        *[torch.as_tensor(a, dtype=lik.dtype, device=lik.device) for a in axes], indexing="ij"
+    )
+    g_idx = torch.tensor([lik.index(n) for n in names], device=lik.device)
+    theta = theta_hat.expand(G, k).index_copy(
+        -1, g_idx, torch.stack([m.reshape(-1) for m in mesh], -1)
+    )  # G k
+    lik.check_range(theta, what="scan grid points", names=names)
+    theta, nll, ok, edm, n_iter = _conditional_fits(lik, theta, shape, profile, bounds, tol, max_iter, refine)
+    if profile:
+        lik.check_range(theta, what="profiled values", names=profile)
+
+    twice = (2 * nll).detach()
+    twice_min = mle.twice_nll
+    margin = max(20 * tol, 64 * torch.finfo(lik.dtype).eps * abs(mle.twice_nll))
+    if ok.any() and float(twice[ok].min()) < mle.twice_nll - margin:
+        # the fit missed the global minimum: refit from the best grid point, then redo the scan
+        # (parameters neither scanned nor profiled sit at the global fit's values)
+        best = theta[torch.where(ok, twice, torch.inf).argmin()]
+        lo, hi = _box(lik, mle.free, bounds)
+        start_best = {
+            n: float(v)
+            for n, v, a, b in zip(
+                mle.free, best[[lik.index(n) for n in mle.free]].tolist(), lo, hi, strict=True
+            )
+            if a < v < b
+        }
+        refit = fit_likelihood(lik, fixed=fixed, start=start_best, bounds=bounds, n_starts=1, tol=tol)
+        if _mle is None and refit.twice_nll < mle.twice_nll - margin:
+            return scan_likelihood(
+                lik,
+                grid,
+                profile=profile,
+                fixed=fixed,
+                bounds=bounds,
+                tol=tol,
+                max_iter=max_iter,
+                refine=refine,
+                _mle=refit,
+            )
+        twice_min = float(twice[ok].min())
+        warnings.warn(
+            f"the scan found -2 ln L = {twice_min:.8g} below the global fit's {mle.twice_nll:.8g}; "
+            "q is taken relative to the scan's minimum",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    n_bad = int((~ok).sum())
+    if n_bad:
+        warnings.warn(
+            f"{n_bad} of {G} scan points did not converge (or gave NaN); masked in ProfileScan.valid",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return ProfileScan(
+        params=names,
+        grid=dict(zip(names, axes, strict=True)),
+        profiled=profile,
+        fixed=fixed,
+        model_params=lik.param_names,
+        q=(twice - twice_min).reshape(shape).cpu().numpy(),
+        twice_nll=twice.reshape(shape).cpu().numpy(),
+        valid=ok.reshape(shape).cpu().numpy(),
+        theta=theta.detach().reshape(*shape, k).cpu().numpy(),
+        edm=edm.reshape(shape).cpu().numpy(),
+        n_iter=n_iter.reshape(shape).cpu().numpy(),
+        twice_nll_min=twice_min,
+        mle=mle,
+    )
+
+
+def scan(
+    model,
+    x_obs: torch.Tensor,
+    grid: GridSpec,
+    *,
+    profile: Iterable[str] | None = None,
+    fixed: Mapping[str, float] | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    constraints: Mapping[str, torch.distributions.Distribution] | None = None,
+    weights: torch.Tensor | None = None,
+    extra_terms: Iterable[Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    start: Mapping[str, float] | None = None,
+    n_starts: int = 8,
+    seed: int = 0,
+    tol: float = 1e-6,
+    max_iter: int = 50,
+    refine: int = 3,
+    chunk_size: int | None = None,
+) -> ProfileScan:
+    r"""Scan the profile likelihood ratio over one or two parameters.
+
+    .. math::
+        q(θ) = -2 \ln L(θ, \hat{\hat ν}(θ)) + 2 \ln L(\hat θ, \hat ν)
+
+    ``θ`` are the parameters in ``grid``; ``ν`` those in ``profile``, minimised at every grid
+    point. The global minimum ``(θ̂, ν̂)`` comes from :func:`~gmmpyro.inference.fit.fit` with
+    every parameter not in ``fixed`` free; parameters neither scanned, profiled nor in
+    ``fixed`` stay at their global-fit value (so ``min q = 0`` at ``θ̂``). Constraint terms
+    (e.g. a unit Gaussian on ``nu``) are part of ``ln L``.
+
+    All grid points are scored in batches (``chunk_size`` points per model call). With
+    ``profile``, the conditional fits of all grid points run as one batched damped-Newton
+    minimisation started at ``ν̂``; then points that failed, or whose converged neighbour's
+    ``ν̂̂`` gives a lower ``-ln L``, are refitted from that neighbour (``refine`` rounds).
+    Points that still fail give a :class:`~gmmpyro.exceptions.ConvergenceWarning` and are
+    masked in :attr:`ProfileScan.valid`.
+
+    Arguments:
+        model: a :class:`~gmmpyro.protocols.ConditionalDensity`.
+        x_obs: observed events, shape ``(N, d)``.
+        grid: ``{name: (lo, hi, n)}`` (``n`` evenly spaced values) or ``{name: values}``
+            (strictly increasing); one or two parameters.
+        profile: names of the parameters minimised at every grid point.
+        fixed: ``{name: value}`` held fixed everywhere (also in the global fit).
+        bounds: ``{name: (lo, hi)}`` limits for the fits (``None`` for an open side).
+        constraints, weights, extra_terms: terms of ``ln L``, see
+            :class:`~gmmpyro.inference.likelihood.Likelihood`.
+        start, n_starts, seed: starting values of the global fit (see :func:`~gmmpyro.inference.fit.fit`).
+        tol: convergence threshold on ``edm`` (in ``-ln L``) of every fit.
+        max_iter: most Newton iterations per conditional fit.
+        refine: most rounds of neighbour warm starts.
+        chunk_size: most grid points per model call (default ``2**17 // N``).
+
+    Returns:
+        A :class:`ProfileScan`.
+
+    Example:
+        >>> from gmmpyro.toy import ToyModel
+        >>> model = ToyModel()
+        >>> x = model.sample(400, [0.8, -0.8], seed=1)  # N d
+        >>> s = scan(model, x, {"cx": (-1.5, 1.5, 31), "cy": (-1.5, 1.5, 31)})
+        >>> s.q.shape, bool(s.valid.all())
+        ((31, 31), True)
+        >>> lines = s.contour(0.68)  # list of (M, 2) arrays of (cx, cy)
+    """
+    lik = Likelihood(
+        model, x_obs, weights=weights, constraints=constraints, extra_terms=extra_terms, chunk_size=chunk_size
+    )
+    return scan_likelihood(
+        lik,
+        grid,
+        profile=profile,
+        fixed=fixed,
+        bounds=bounds,
+        start=start,
+        n_starts=n_starts,
+        seed=seed,
+        tol=tol,
+        max_iter=max_iter,
+        refine=refine,
+    )
