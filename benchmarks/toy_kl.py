@@ -48,7 +48,10 @@ def kl_gaps(log_prob, toy: ToyModel, n_events: int, seed: int) -> list[tuple[flo
 def train_gmmpyro(x, theta, args):
     model = gmmpyro.DensityModel(ToyModel().observables, ["cx", "cy"], config=paper_config())
     config = paper_training_config(
-        batch_size=args.batch_size, max_epochs=args.max_epochs, stop_patience=args.stop_patience, seed=args.seed
+        batch_size=args.batch_size,
+        max_epochs=args.max_epochs,
+        stop_patience=args.stop_patience,
+        seed=args.seed,
     )
     tic = time.perf_counter()
     history = model.fit(x, theta, config=config, progress=not args.quiet)
@@ -60,7 +63,6 @@ def train_gmmpyro(x, theta, args):
 
 def train_zuko(x, theta, args):
     import zuko
-
     from _peers import fit_flow
 
     flow = zuko.flows.NSF(4, 2, transforms=4, hidden_features=(128, 128))
@@ -68,9 +70,8 @@ def train_zuko(x, theta, args):
 
 
 def train_sbi(x, theta, args):
-    from sbi.neural_nets import likelihood_nn
-
     from _peers import fit_sbi
+    from sbi.neural_nets import likelihood_nn
 
     return fit_sbi(likelihood_nn(model="mdn", num_components=20), x, theta, args)
 
@@ -87,7 +88,9 @@ def throughput(log_prob, x, theta, repeats: int = 20) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--per-point", type=int, default=10_000, help="events per grid point")
     parser.add_argument("--full", action="store_true", help="50k events per grid point, as in the paper")
     parser.add_argument("--eval-events", type=int, default=20_000)
@@ -123,7 +126,9 @@ def main() -> None:
             "events_per_second": throughput(log_prob, x_obs, torch.tensor([0.8, -0.8])),
         }
     print(f"\nmachine: {machine()}")
-    print(f"training events: {x.shape[0]} ({per_point} per grid point), KL gap over {args.eval_events} events/point\n")
+    print(
+        f"training events: {x.shape[0]} ({per_point} per grid point), KL gap over {args.eval_events} events/point\n"
+    )
     header = "| point (cx, cy) | " + " | ".join(f"{n} gap ± s.e." for n in results) + " |"
     print(header)
     print("|" + "---|" * (1 + len(results)))
@@ -132,7 +137,10 @@ def main() -> None:
         print(f"| ({point[0]:+.1f}, {point[1]:+.1f}) | {cells} |")
     print()
     ours = results["gmmpyro"]
-    print("| model | mean gap | worst gap | train time (s) | epochs | parameters | log_prob+grad events/s | time ratio | speed ratio |")
+    print(
+        "| model | mean gap | worst gap | train time (s) | epochs | parameters | log_prob+grad events/s "
+        "| time ratio | speed ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         print(

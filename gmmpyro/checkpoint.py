@@ -69,8 +69,11 @@ class TrainingCheckpoint:
         }
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         partial = self.path.with_suffix(".partial")
-        save_file(tensors, partial, metadata={"format": _FORMAT, "format_version": str(_VERSION),
-                                              "state": json.dumps(meta)})
+        save_file(
+            tensors,
+            partial,
+            metadata={"format": _FORMAT, "format_version": str(_VERSION), "state": json.dumps(meta)},
+        )
         os.replace(partial, self.path)
 
     def resume(self, trainer, history) -> int:
@@ -80,7 +83,9 @@ class TrainingCheckpoint:
         with safe_open(self.path, framework="pt") as handle:
             header = handle.metadata() or {}
             if header.get("format") != _FORMAT or header.get("format_version") != str(_VERSION):
-                raise ValueError(f"{self.path} is not a gmmpyro training checkpoint of format version {_VERSION}")
+                raise ValueError(
+                    f"{self.path} is not a gmmpyro training checkpoint of format version {_VERSION}"
+                )
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
         meta = json.loads(header["state"])
         if meta["fingerprint"] != self.fingerprint:

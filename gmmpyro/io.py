@@ -91,7 +91,9 @@ def load_model(path: str | Path, map_location: torch.device | str | None = None)
         model.load_state_dict(state)
     except RuntimeError as error:
         raise ValueError(f"{path}: tensors do not match the architecture in its header: {error}") from error
-    projection_tensors = {k.removeprefix("projection."): v for k, v in tensors.items() if k.startswith("projection.")}
+    projection_tensors = {
+        k.removeprefix("projection."): v for k, v in tensors.items() if k.startswith("projection.")
+    }
     model.set_projection(LatentProjection.from_config(config["projection"], projection_tensors))
     if config.get("history") is not None:
         model.history = TrainingHistory.from_dict(config["history"])

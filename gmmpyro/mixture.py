@@ -80,7 +80,9 @@ def sample_mixture(
     flip = a > 0
     a, b = torch.where(flip, -b, a), torch.where(flip, -a, b)
     cdf_a, cdf_b = torch.special.ndtr(a), torch.special.ndtr(b)
-    z = torch.special.ndtri((cdf_a + r * (cdf_b - cdf_a)).clamp(1e-300 if mu.dtype == torch.float64 else 1e-38))
+    z = torch.special.ndtri(
+        (cdf_a + r * (cdf_b - cdf_a)).clamp(1e-300 if mu.dtype == torch.float64 else 1e-38)
+    )
     z = torch.minimum(torch.maximum(z, a), b)
     z = torch.where(flip, -z, z)
     return (mu + sigma * z).clamp(lo, hi)

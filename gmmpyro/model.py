@@ -12,7 +12,7 @@ from torch import nn
 from .exceptions import OutOfRangeWarning
 from .mixture import mixture_log_prob, sample_mixture
 from .networks import CategoricalNetwork, GaussianMixtureNetwork, NetworkConfig
-from .observables import Observable, check_events
+from .observables import Observable
 from .projection import LatentProjection
 
 if TYPE_CHECKING:
@@ -189,7 +189,9 @@ class DensityModel(nn.Module):
         theta = self._as_tensor(theta, "theta")
         k = len(self.params)
         if theta.dim() == 0 or theta.shape[-1] != k:
-            raise ValueError(f"theta must have shape (..., {k}) for params {list(self.params)}, got {tuple(theta.shape)}")
+            raise ValueError(
+                f"theta must have shape (..., {k}) for params {list(self.params)}, got {tuple(theta.shape)}"
+            )
         if not torch.isfinite(theta).all():
             raise ValueError("theta contains NaN or inf")
         if self.projection is not None:
@@ -236,9 +238,7 @@ class DensityModel(nn.Module):
         safe = []
         for i, obs in enumerate(self.observables):
             column = x[..., i]
-            if space == "data" and obs.bounds is not None:
-                lo, hi = obs.bounds
-            elif obs.discrete:
+            if (space == "data" and obs.bounds is not None) or obs.discrete:
                 lo, hi = obs.bounds
             elif obs.bounded:
                 lo, hi = self.latent_range
@@ -391,11 +391,15 @@ class DensityModel(nn.Module):
         pre = net.theta_part(self._scale_theta(theta))
         if position > 0:
             if u_prev is None:
-                raise ValueError(f"observable {names[column]!r} is conditional: give u_prev of shape (..., {position})")
+                raise ValueError(
+                    f"observable {names[column]!r} is conditional: give u_prev of shape (..., {position})"
+                )
             u_prev = self._as_tensor(u_prev, "u_prev")
             if u_prev.shape[-1] != position:
                 raise ValueError(f"u_prev must have shape (..., {position}), got {tuple(u_prev.shape)}")
-            padded = torch.zeros(*u_prev.shape[:-1], len(self.observables), dtype=self.dtype, device=self.device)
+            padded = torch.zeros(
+                *u_prev.shape[:-1], len(self.observables), dtype=self.dtype, device=self.device
+            )
             padded[..., :position] = u_prev
             pre = pre + net.event_part(self._scale_latent(padded)[..., :position])
         log_weights, means, widths = net.mixture(pre)

@@ -9,6 +9,7 @@ once per event, then they are broadcast against each other (``theta_part + event
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -76,7 +77,9 @@ class NetworkConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"NetworkConfig.{name} must be > 0, got {getattr(self, name)}")
         if not self.categorical_widths or min(self.categorical_widths) < 1:
-            raise ValueError(f"NetworkConfig.categorical_widths must be positive, got {self.categorical_widths}")
+            raise ValueError(
+                f"NetworkConfig.categorical_widths must be positive, got {self.categorical_widths}"
+            )
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dictionary."""
@@ -125,7 +128,7 @@ class _FactorNetwork(nn.Module):
         self.prev_branch = nn.Linear(n_prev, prev_width) if n_prev > 0 else None
         self.theta_width = theta_width
         widths = [theta_width + (prev_width if n_prev > 0 else 0), *trunk_widths]
-        self.trunk = nn.ModuleList(nn.Linear(w_in, w_out) for w_in, w_out in zip(widths[:-1], widths[1:]))
+        self.trunk = nn.ModuleList(nn.Linear(w_in, w_out) for w_in, w_out in itertools.pairwise(widths))
 
     def _activate(self, h: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(h, self.slope)

@@ -72,7 +72,7 @@ class TrainingConfig:
         """Raise ``ValueError`` for settings that cannot train."""
         if self.batch_size < 1 or self.max_epochs < 1 or self.lr_patience < 1 or self.stop_patience < 1:
             raise ValueError("batch_size, max_epochs, lr_patience and stop_patience must be >= 1")
-        if not 0 < self.learning_rate or not 0 < self.lr_factor <= 1:
+        if not self.learning_rate > 0 or not 0 < self.lr_factor <= 1:
             raise ValueError("learning_rate must be > 0 and lr_factor in (0, 1]")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must lie in (0, 1), got {self.validation_fraction}")
@@ -123,7 +123,9 @@ class TrainingHistory:
         return cls(**data)
 
     def __repr__(self) -> str:
-        best = ", ".join(f"{n}: {v:.4f}@{e}" for n, v, e in zip(self.names, self.best_val_loss, self.best_epoch))
+        best = ", ".join(
+            f"{n}: {v:.4f}@{e}" for n, v, e in zip(self.names, self.best_val_loss, self.best_epoch, strict=False)
+        )
         return (
             f"TrainingHistory(epochs={self.n_epochs}, wall_time={self.wall_time:.1f}s, "
             f"best val loss [{best}], interrupted={self.interrupted})"
@@ -138,7 +140,9 @@ def _validated_inputs(model, x, theta, weights) -> tuple[torch.Tensor, torch.Ten
         raise ValueError(f"x must have shape (N, d), got {tuple(x.shape)}")
     k = len(model.params)
     if theta.shape != (x.shape[0], k):
-        raise ValueError(f"theta must have shape ({x.shape[0]}, {k}) for params {list(model.params)}, got {tuple(theta.shape)}")
+        raise ValueError(
+            f"theta must have shape ({x.shape[0]}, {k}) for params {list(model.params)}, got {tuple(theta.shape)}"
+        )
     if not torch.isfinite(theta).all():
         raise ValueError("theta contains NaN or inf")
     if weights is None:
@@ -148,9 +152,11 @@ def _validated_inputs(model, x, theta, weights) -> tuple[torch.Tensor, torch.Ten
         raise ValueError(f"weights must have shape ({x.shape[0]},), got {tuple(weights.shape)}")
     if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
         raise ValueError("weights must be finite, non-negative and not all zero")
-    for name, lo, hi in zip(model.params, theta.min(0).values, theta.max(0).values):
+    for name, lo, hi in zip(model.params, theta.min(0).values, theta.max(0).values, strict=False):
         if lo == hi:
-            raise ValueError(f"parameter {name!r} takes a single value in the training data; it cannot be learned")
+            raise ValueError(
+                f"parameter {name!r} takes a single value in the training data; it cannot be learned"
+            )
     return x, theta, weights
 
 
@@ -160,7 +166,9 @@ def _reference_mask(model, theta: torch.Tensor, reference) -> torch.Tensor:
         reference = torch.as_tensor(reference)
     if reference is not None and reference.dtype == torch.bool:
         if reference.shape != theta.shape[:1]:
-            raise ValueError(f"a reference mask must have shape ({theta.shape[0]},), got {tuple(reference.shape)}")
+            raise ValueError(
+                f"a reference mask must have shape ({theta.shape[0]},), got {tuple(reference.shape)}"
+            )
         mask = reference
     else:
         low, high = theta.min(0).values, theta.max(0).values
@@ -279,7 +287,7 @@ class _Trainer:
             self.active[position] = False
 
     def restore_best(self) -> None:
-        for net, state in zip(self.model.networks, self.best_state):
+        for net, state in zip(self.model.networks, self.best_state, strict=False):
             net.load_state_dict(state)
         self.model.eval()
 
@@ -324,7 +332,9 @@ def train(
     if not isinstance(config, TrainingConfig):
         raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
     x, theta, weights = _validated_inputs(model, x, theta, weights)
-    checkpoint = TrainingCheckpoint(checkpoint_dir, model, x, theta, weights, config) if checkpoint_dir else None
+    checkpoint = (
+        TrainingCheckpoint(checkpoint_dir, model, x, theta, weights, config) if checkpoint_dir else None
+    )
     mask = _reference_mask(model, theta, reference)
     model.set_theta_range(theta.min(0).values, theta.max(0).values)
     model.set_projection(LatentProjection.fit(x[mask], model.observables, weights=weights[mask]))
@@ -342,8 +352,8 @@ def train(
                 if not positions:
                     break
                 tic = time.perf_counter()
-                train_loss = dict(zip(positions, trainer.train_epoch(epoch, positions)))
-                val_loss = dict(zip(positions, trainer.validation_loss(positions)))
+                train_loss = dict(zip(positions, trainer.train_epoch(epoch, positions), strict=False))
+                val_loss = dict(zip(positions, trainer.validation_loss(positions), strict=False))
                 lrs = {p: trainer.optimizer.param_groups[p]["lr"] for p in positions}
                 for p in positions:
                     trainer.update(epoch, p, val_loss[p])
@@ -351,8 +361,10 @@ def train(
                 history.best_epoch, history.best_val_loss = list(trainer.best_epoch), list(trainer.best)
                 bar.update()
                 bar.set_postfix(
-                    train=f"{sum(train_loss.values()):.4f}", val=f"{sum(val_loss.values()):.4f}",
-                    lr=f"{max(lrs.values()):.1e}", active=len(positions),
+                    train=f"{sum(train_loss.values()):.4f}",
+                    val=f"{sum(val_loss.values()):.4f}",
+                    lr=f"{max(lrs.values()):.1e}",
+                    active=len(positions),
                 )
                 if checkpoint:
                     checkpoint.save(trainer, history, epoch)

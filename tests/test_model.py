@@ -13,8 +13,9 @@ from gmmpyro.networks import log_normal_mass
 from gmmpyro.toy import ToyModel
 from gmmpyro.training import split_indices
 
-SMALL = NetworkConfig(n_gauss=6, A1=16, B1=16, B2=4, C=1, D=2, s_f=0.1, s_mu=0.1, s_sigma=0.1,
-                      categorical_widths=(32, 16))
+SMALL = NetworkConfig(
+    n_gauss=6, A1=16, B1=16, B2=4, C=1, D=2, s_f=0.1, s_mu=0.1, s_sigma=0.1, categorical_widths=(32, 16)
+)
 QUICK = TrainingConfig(batch_size=256, learning_rate=3e-3, max_epochs=4)
 GRID = [[-1.0, -1.0], [-1.0, 1.0], [0.0, 0.0], [1.0, -1.0], [1.0, 1.0]]
 
@@ -162,7 +163,9 @@ def test_gradient_in_theta_matches_finite_differences(trained):
         step = torch.zeros(2, dtype=torch.float64)
         step[j] = h
         with torch.no_grad():
-            numeric = (model.log_prob(x[:20], theta + step).sum() - model.log_prob(x[:20], theta - step).sum()) / (2 * h)
+            numeric = (
+                model.log_prob(x[:20], theta + step).sum() - model.log_prob(x[:20], theta - step).sum()
+            ) / (2 * h)
         assert grad[j].item() == pytest.approx(numeric.item(), rel=1e-5, abs=1e-6)
     prepared_value = model.prepare(x[:20]).log_prob(theta).sum()
     torch.testing.assert_close(torch.autograd.grad(prepared_value, theta)[0], grad)
@@ -174,8 +177,12 @@ def test_save_load_round_trip(trained, tmp_path):
     loaded = DensityModel.load(tmp_path / "toy.gmm")
     theta = torch.tensor([0.1, 0.2], dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.log_prob(x[:100], theta), model.log_prob(x[:100], theta), rtol=0, atol=0)
-    torch.testing.assert_close(loaded.sample(50, theta, seed=3), model.sample(50, theta, seed=3), rtol=0, atol=0)
+        torch.testing.assert_close(
+            loaded.log_prob(x[:100], theta), model.log_prob(x[:100], theta), rtol=0, atol=0
+        )
+    torch.testing.assert_close(
+        loaded.sample(50, theta, seed=3), model.sample(50, theta, seed=3), rtol=0, atol=0
+    )
     assert loaded.history.n_epochs == model.history.n_epochs
     assert loaded.order == model.order and loaded.params == model.params
 
@@ -185,10 +192,9 @@ def test_load_rejects_foreign_and_other_version_files(trained, tmp_path):
 
     model, _, _ = trained
     model.save(tmp_path / "ok.gmm")
-    with open(tmp_path / "ok.gmm", "rb") as handle:
-        from safetensors import safe_open
+    from safetensors import safe_open
 
-        meta = safe_open(str(tmp_path / "ok.gmm"), "pt").metadata()
+    meta = safe_open(str(tmp_path / "ok.gmm"), "pt").metadata()
     tensors = load_file(tmp_path / "ok.gmm")
     save_file(tensors, tmp_path / "v9.gmm", metadata={**meta, "format_version": "9"})
     with pytest.raises(ValueError, match="format version 9"):
@@ -233,7 +239,7 @@ def test_joint_and_sequential_training_agree():
         model = DensityModel(toy.observables, ["cx", "cy"], config=SMALL, dtype=torch.float64)
         model.fit(x, theta, config=TrainingConfig(batch_size=128, max_epochs=3, joint=joint), progress=False)
         models.append(model)
-    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10, msg=name)
 
 
@@ -255,7 +261,9 @@ def test_weights_act_like_duplicated_events():
         model.fit(data, th, w, config=config, progress=False)
         grid = torch.linspace(100.0, 275.0, 4001, dtype=torch.float64)[:, None]
         with torch.no_grad():
-            fractions.append(torch.trapezoid(model.log_prob(grid, torch.tensor([0.0])).exp(), grid[:, 0]).item())
+            fractions.append(
+                torch.trapezoid(model.log_prob(grid, torch.tensor([0.0])).exp(), grid[:, 0]).item()
+            )
     k = 4.0
     f_true = (1 - math.exp(-k * 0.25)) / (1 - math.exp(-k))
     expected = 3 * f_true / (3 * f_true + 1 - f_true)
@@ -333,13 +341,14 @@ def test_checkpoint_resume_and_interrupt(tmp_path):
 
     interrupted = fresh()
     with pytest.warns(gmmpyro.GmmpyroWarning, match="interrupted"):
-        history = interrupted.fit(x, theta, config=config, progress=False, callback=stop_after_two,
-                                  checkpoint_dir=tmp_path)
+        history = interrupted.fit(
+            x, theta, config=config, progress=False, callback=stop_after_two, checkpoint_dir=tmp_path
+        )
     assert history.interrupted and history.n_epochs == 2
     resumed = fresh()
     history = resumed.fit(x, theta, config=config, progress=False, checkpoint_dir=tmp_path)
     assert history.n_epochs == 4 and not history.interrupted
-    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="belongs to other data"):
         fresh().fit(x[:-10], theta[:-10], config=config, progress=False, checkpoint_dir=tmp_path)
@@ -348,9 +357,12 @@ def test_checkpoint_resume_and_interrupt(tmp_path):
 def test_log_normal_mass_tails():
     a = torch.tensor([-50.0, 40.0, -1.0, -8.0], dtype=torch.float64)
     b = torch.tensor([-45.0, 41.0, 1.0, 8.0], dtype=torch.float64)
-    exact = [stats.norm.logcdf(-45.0) + math.log1p(-math.exp(stats.norm.logcdf(-50.0) - stats.norm.logcdf(-45.0))),
-             stats.norm.logsf(40.0) + math.log1p(-math.exp(stats.norm.logsf(41.0) - stats.norm.logsf(40.0))),
-             math.log(stats.norm.cdf(1) - stats.norm.cdf(-1)), math.log(stats.norm.cdf(8) - stats.norm.cdf(-8))]
+    exact = [
+        stats.norm.logcdf(-45.0) + math.log1p(-math.exp(stats.norm.logcdf(-50.0) - stats.norm.logcdf(-45.0))),
+        stats.norm.logsf(40.0) + math.log1p(-math.exp(stats.norm.logsf(41.0) - stats.norm.logsf(40.0))),
+        math.log(stats.norm.cdf(1) - stats.norm.cdf(-1)),
+        math.log(stats.norm.cdf(8) - stats.norm.cdf(-8)),
+    ]
     np.testing.assert_allclose(log_normal_mass(a, b).numpy(), exact, rtol=1e-10, atol=1e-14)
 
 

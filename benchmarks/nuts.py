@@ -1,0 +1,244 @@
+"""NUTS speed: wall time, gradient evaluations/s, bulk ESS/s and where the time goes.
+
+Runs :func:`gmmpyro.bayes.sample_posterior` on events drawn from the model at a true point,
+with uniform priors over the model's parameter range, and prints one table:
+
+* wall time of all chains (warm-up included), gradient evaluations (leapfrog steps) per second;
+* bulk ESS (rank-normalised, Vehtari et al. 2021) per parameter and per second of wall time;
+* the share of sampling time spent in the likelihood (forward and backward of
+  ``prepared.log_prob`` in NUTS' gradient evaluations, timed inside the run; with CUDA each
+  timing point synchronises); the rest is Pyro's sampler and tracing;
+* the fast path: time of one ``log_prob`` + gradient through :class:`GMMDistribution` when the
+  observed tensor's θ-independent work is cached, and when it is redone on every call.
+
+Examples::
+
+    OMP_NUM_THREADS=1 python benchmarks/nuts.py                       # exact toy, 400 events
+    python benchmarks/nuts.py --model toy.gmm --device cuda --events 100000
+    python benchmarks/nuts.py --events 100 --chains 2 --warmup 100 --draws 100   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+
+import arviz  # noqa: F401 (imported here so that its slow first import is not timed)
+import pyro
+import pyro.distributions as dist
+import torch
+
+from gmmpyro.distribution import GMMDistribution
+from gmmpyro.inference.bayes import NUTSConfig, sample_posterior
+from gmmpyro.inference.posterior_data import ess_bulk
+from gmmpyro.toy import ToyModel
+
+
+@dataclass
+class _Clock:
+    """Accumulated seconds inside the likelihood; synchronises CUDA so times are real."""
+
+    cuda: bool
+    forward: float = 0.0
+    backward: float = 0.0
+    calls: int = 0
+    _t0: list = field(default_factory=list)
+
+    def now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+
+class _TimedPrepared:
+    def __init__(self, inner, clock: _Clock) -> None:
+        self.inner, self.clock, self.n_events = inner, clock, inner.n_events
+
+    def log_prob(self, theta: torch.Tensor) -> torch.Tensor:
+        clock = self.clock
+        if not (theta.requires_grad and torch.is_grad_enabled()):  # not a NUTS gradient evaluation
+            return self.inner.log_prob(theta)
+        start = clock.now()
+        theta_in = theta.clone()
+        out = self.inner.log_prob(theta_in)
+        clock.forward += clock.now() - start
+        clock.calls += 1
+        if out.requires_grad:  # backward: from the output's gradient to theta's
+            out.register_hook(lambda g: clock._t0.append(clock.now()))
+
+            def stop(g):
+                if clock._t0:
+                    clock.backward += clock.now() - clock._t0.pop()
+
+            theta_in.register_hook(stop)
+        return out
+
+
+class _TimedModel:
+    """The model with its prepared events timed; everything else passes through."""
+
+    def __init__(self, model, clock: _Clock) -> None:
+        self.model, self.clock = model, clock
+        self.observables, self.params = model.observables, model.params
+
+    theta_bounds = property(lambda self: self.model.theta_bounds)
+    device = property(lambda self: self.model.device)
+    dtype = property(lambda self: self.model.dtype)
+
+    def log_prob(self, x, theta):
+        return self.model.log_prob(x, theta)
+
+    def sample(self, n, theta, seed=None):
+        return self.model.sample(n, theta, seed)
+
+    def prepare(self, x):
+        return _TimedPrepared(self.model.prepare(x), self.clock)
+
+    def __repr__(self) -> str:
+        return _describe(self.model)
+
+
+def _describe(model) -> str:
+    if isinstance(model, torch.nn.Module):  # the full module tree is too long for a table
+        return f"{type(model).__name__}({model.extra_repr()})"
+    return repr(model)
+
+
+def fast_path_timing(
+    model, x: torch.Tensor, theta: torch.Tensor, repeats: int, cuda: bool
+) -> tuple[float, float]:
+    """Seconds per ``log_prob`` + gradient through GMMDistribution: (cached tensor, fresh tensor)."""
+    clock = _Clock(cuda)
+    th = theta.clone().requires_grad_()
+    clones = [x.clone() for _ in range(repeats + 2)]
+
+    def run(value):
+        lp = GMMDistribution(model, th).expand([len(value)]).log_prob(value).sum()
+        torch.autograd.grad(lp, th)
+
+    fresh = iter(clones)
+    run(x), run(x), run(next(fresh)), run(next(fresh))  # warm up; the cache now holds x
+    seconds = [0.0, 0.0]
+    for _ in range(repeats):  # interleaved, so that a change of machine load hits both alike
+        for i, value in enumerate((x, next(fresh))):
+            start = clock.now()
+            run(value)
+            seconds[i] += clock.now() - start
+    return seconds[0] / repeats, seconds[1] / repeats
+
+
+def _load(path: str | None, device: str):
+    if path is None:
+        return ToyModel(device=device)
+    from gmmpyro import DensityModel
+
+    model = DensityModel.load(path)
+    return model.to(device) if hasattr(model, "to") else model
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=400)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--model", default=None, help="a saved DensityModel (default: the exact toy)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--truth", type=float, nargs="*", default=None, help="true θ (default 0.8, -0.8, 0...)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=50, help="calls per fast-path timing")
+    parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    parser.add_argument("--progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    model = _load(args.model, args.device)
+    k = len(model.params)
+    truth = args.truth if args.truth is not None else ([0.8, -0.8] + [0.0] * k)[:k]
+    theta_true = torch.tensor(truth, dtype=model.dtype, device=model.device)
+    x = model.sample(args.events, theta_true, seed=args.seed)  # N d
+    bounds = torch.as_tensor(model.theta_bounds).tolist()
+    priors = {p: dist.Uniform(lo, hi) for p, (lo, hi) in zip(model.params, bounds, strict=True)}
+    cuda = torch.device(model.device).type == "cuda"
+
+    clock = _Clock(cuda)
+    timed = _TimedModel(model, clock)
+    start = time.perf_counter()
+    idata = sample_posterior(
+        timed, x, priors, num_samples=args.draws, warmup_steps=args.warmup, num_chains=args.chains,
+        seed=args.seed, progress=args.progress, config=NUTSConfig(), log_likelihood=False,
+    )  # fmt: skip
+    wall = time.perf_counter() - start
+    sampling = sum(idata["posterior"].attrs["sampling_time"])
+    grads = sum(idata["posterior"].attrs["n_grad_evals"])
+    ess = {p: ess_bulk(idata["posterior"][p].values) for p in model.params}
+    cached, uncached = fast_path_timing(model, x, theta_true, args.repeats, cuda)
+
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "device": str(model.device) + (f" ({torch.cuda.get_device_name()})" if cuda else ""),
+    }
+    result = {
+        "machine": machine,
+        "model": _describe(model),
+        "events": args.events,
+        "chains": args.chains,
+        "warmup": args.warmup,
+        "draws": args.draws,
+        "wall_s": wall,
+        "sampling_s": sampling,
+        "grad_evals": grads,
+        "grad_evals_per_s": grads / sampling,
+        "bulk_ess": ess,
+        "bulk_ess_per_s": {p: e / wall for p, e in ess.items()},
+        "log_prob_share": (clock.forward + clock.backward) / sampling,
+        "log_prob_forward_share": clock.forward / sampling,
+        "log_prob_grad_cached_ms": 1e3 * cached,
+        "log_prob_grad_uncached_ms": 1e3 * uncached,
+        "fast_path_speedup": uncached / cached,
+    }
+    _print(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+def _print(r: dict) -> None:
+    print("machine: " + " | ".join(f"{k} {v}" for k, v in r["machine"].items()))
+    print(f"model: {r['model']}")
+    print(
+        f"{r['events']} events, {r['chains']} chains × ({r['warmup']} warm-up + {r['draws']} draws), "
+        "run one after the other"
+    )
+    rows = [
+        ("wall time, all chains [s]", f"{r['wall_s']:.1f}"),
+        ("gradient evaluations", f"{r['grad_evals']}"),
+        ("gradient evaluations / s", f"{r['grad_evals_per_s']:.0f}"),
+    ]
+    for p, e in r["bulk_ess"].items():
+        rows.append((f"bulk ESS {p} (per s of wall time)", f"{e:.0f} ({r['bulk_ess_per_s'][p]:.1f}/s)"))
+    rows += [
+        ("time in log_prob, forward + backward", f"{100 * r['log_prob_share']:.0f} %"),
+        ("  of which forward", f"{100 * r['log_prob_forward_share']:.0f} %"),
+        ("log_prob + grad, cached events [ms]", f"{r['log_prob_grad_cached_ms']:.3f}"),
+        ("log_prob + grad, events redone [ms]", f"{r['log_prob_grad_uncached_ms']:.3f}"),
+        ("fast-path speed-up", f"{r['fast_path_speedup']:.2f}×"),
+    ]
+    width = max(len(a) for a, _ in rows)
+    for a, b in rows:
+        print(f"  {a:<{width}}  {b:>16}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+r"""Bayesian posteriors of a conditional density's parameters with Pyro's NUTS, as ArviZ data.
+
+:func:`sample_posterior` is the one-call route: priors by parameter name, a number fixes a
+parameter, NUTS chains, and an ArviZ object with ``posterior``, ``sample_stats``,
+``log_likelihood`` (per event) and ``observed_data``.
+
+Your own Pyro model works just as well: :class:`~gmmpyro.distribution.GMMDistribution` (or
+``model.distribution(theta)`` of a trained :class:`gmmpyro.DensityModel`) is an ordinary
+Pyro distribution over one event, so i.i.d. events go in a ``pyro.plate``:
+
+    >>> import pyro, pyro.distributions as dist
+    >>> from pyro.infer import MCMC, NUTS
+    >>> from gmmpyro.distribution import GMMDistribution
+    >>> from gmmpyro.toy import ToyModel
+    >>> toy = ToyModel()
+    >>> x_obs = toy.sample(50, [0.8, -0.8], seed=1)  # N d
+    >>> def pyro_model(x_obs):
+    ...     cx = pyro.sample("cx", dist.Uniform(-1.5, 1.5))
+    ...     cy = pyro.sample("cy", dist.Uniform(-1.5, 1.5))
+    ...     theta = torch.stack([cx, cy], -1)  # k, in the order of toy.params
+    ...     with pyro.plate("events", len(x_obs)):
+    ...         pyro.sample("x", GMMDistribution(toy, theta), obs=x_obs)
+    >>> pyro.set_rng_seed(0)
+    >>> mcmc = MCMC(NUTS(pyro_model), num_samples=20, warmup_steps=20, disable_progbar=True)
+    >>> mcmc.run(x_obs)
+    >>> mcmc.get_samples()["cx"].shape
+    torch.Size([20])
+
+Add a Poisson rate term with ``pyro.factor("n", PoissonTerm(rate, n)(theta))``, nuisance
+parameters as further ``pyro.sample`` sites, and keep ``x_obs`` the same tensor object
+across calls: the distribution then reuses the θ-independent work on the events (see
+:mod:`gmmpyro.prepared`). With the toy's sign-symmetric ``|c|`` terms, Pyro's default
+starting points can leave a chain in a local mode of negligible mass; start chains with
+``init_strategy=init_to_value(...)`` near the bulk, as :func:`sample_posterior` does.
+
+Chains run one after the other in this process, each its own ``pyro.infer.MCMC`` run with
+its own seed, so CPU and CUDA behave alike; the caller's random streams are left as they
+were (see :mod:`gmmpyro.inference.chains`). The chain seeds come from
+``numpy.random.SeedSequence(seed)`` (fresh entropy when ``seed`` is ``None``; the seed used
+is stored in the result's attributes, pass it back to reproduce a run).
+
+Why a Pyro model and not a ``potential_fn``: with a model, Pyro maps each prior's support
+to an unconstrained space itself and initialises within it; with ``potential_fn`` one must
+pass ``transforms`` and ``initial_params`` by hand (pyro #2585). The price is Pyro's
+tracing, ~1 ms per gradient evaluation: a hand-written potential was 1.3× faster for the
+toy with 400 events, where the likelihood is cheap, and matters less for a trained network
+(see ``benchmarks/nuts.py`` for the share of time in the likelihood). The model is put in
+``eval()`` mode while sampling (and restored), and sampling runs with gradients enabled
+even when called under ``torch.no_grad``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+
+from ..distribution import GMMDistribution
+from ..exceptions import ConvergenceWarning
+from ..prepared import register
+from .chains import NUTSConfig, run_chains
+from .likelihood import Likelihood
+from .posterior_data import ess_bulk, rhat, to_arviz
+
+__all__ = ["NUTSConfig", "sample_posterior"]
+
+logger = logging.getLogger(__name__)
+
+_RHAT_MAX = 1.01  # Vehtari et al. (2021)
+
+
+def sample_posterior(
+    model,
+    x_obs: torch.Tensor,
+    priors: Mapping[str, torch.distributions.Distribution | float],
+    *,
+    num_samples: int = 1000,
+    warmup_steps: int = 1000,
+    num_chains: int = 4,
+    device: torch.device | str | None = None,
+    weights: torch.Tensor | None = None,
+    extra_terms: Iterable[Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    config: NUTSConfig | None = None,
+    log_likelihood: bool = True,
+):
+    r"""Sample ``p(θ | x_obs) ∝ Π_i p(x_i | θ)^{w_i} · Π_j π_j(θ_j) · Π_t e^{t(θ)}`` with NUTS.
+
+    The result has the groups
+
+    * ``posterior``: one variable per sampled parameter, ``(chain, draw)``, constrained
+      space; attributes ``seed``, ``chain_seeds``, ``sampling_time`` (s, per chain),
+      ``n_grad_evals`` (per chain, warm-up included), ``num_warmup``, ``fixed_params``;
+    * ``sample_stats``: ``lp`` (log density in Pyro's unconstrained space, Jacobians
+      included, as Stan's ``lp__``), ``diverging``, ``energy``, ``step_size``, ``n_steps``,
+      ``tree_depth``, ``acceptance_rate``;
+    * ``log_likelihood``: ``x``, ``(chain, draw, event)``, unweighted ``log p(x_i | θ)``;
+    * ``observed_data``: ``x``, ``(event, observable)``;
+    * ``constant_data``: the fixed parameters (scalars; 1-element arrays with ArviZ 0.x),
+      and ``weights`` if given.
+
+    Arguments:
+        model: a :class:`~gmmpyro.protocols.ConditionalDensity` (trained model or exact toy).
+        x_obs: observed events, shape ``(N, d)``; checked against the observables' domains.
+        priors: one entry per model parameter: a univariate torch/Pyro distribution (its
+            prior; for a nuisance parameter ``Normal(0, 1)`` makes it a constrained nuisance),
+            or a number, which fixes the parameter. A ``ValueError`` lists unknown or missing names.
+        num_samples, warmup_steps: draws kept and warm-up (adaptation) iterations per chain.
+        num_chains: chains, run one after the other (see the module docstring).
+        device: run the likelihood there; a model elsewhere is copied with ``model.to(device)``
+            (the caller's model is left where it is). Priors and the sampler's state stay
+            where the priors' tensors are (usually the CPU: ``k`` numbers).
+        weights: positive per-event weights, shape ``(N,)``; event ``i`` contributes
+            ``w_i log p(x_i | θ)`` (``poutine.scale`` on the event plate).
+        extra_terms: callables ``term(theta (*batch, k)) -> (*batch)`` added to the log
+            posterior, e.g. :class:`~gmmpyro.inference.terms.PoissonTerm`.
+        seed: seed of every random stream; ``None`` draws one (stored in the attributes).
+        progress: show Pyro's progress bars; diagnostics go to :mod:`logging` either way.
+        config: NUTS settings, :class:`NUTSConfig`.
+        log_likelihood: store the per-event log-likelihood group (``chain × draw × N`` numbers).
+
+    Returns:
+        ``arviz.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (ArviZ 1.x), groups as above.
+
+    Raises:
+        ConvergenceWarning: (a warning) on divergent transitions after warm-up, or on
+            rank-normalised R̂ > 1.01 with several chains.
+
+    Example:
+        >>> import pyro.distributions as dist
+        >>> from gmmpyro.toy import ToyModel
+        >>> toy = ToyModel(x3_shift=0.3)
+        >>> x_obs = toy.sample(100, [0.8, -0.8, 0.0], seed=1)
+        >>> priors = {"cx": dist.Uniform(-1.5, 1.5), "cy": dist.Uniform(-1.5, 1.5), "nu": 0.0}
+        >>> idata = sample_posterior(toy, x_obs, priors, num_samples=100, warmup_steps=100,
+        ...                          num_chains=1, seed=0, progress=False)  # a quick look: 1 chain
+        >>> idata["posterior"]["cx"].shape, idata["log_likelihood"]["x"].shape
+        ((1, 100), (1, 100, 100))
+        >>> idata["constant_data"]["nu"].values.item()  # fixed parameters are constant data
+        0.0
+    """
+    config = NUTSConfig() if config is None else config
+    if not isinstance(config, NUTSConfig):
+        raise TypeError(f"config must be a NUTSConfig, got {type(config).__name__}")
+    for name, value, low in (
+        ("num_samples", num_samples, 1),
+        ("warmup_steps", warmup_steps, 0),
+        ("num_chains", num_chains, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if device is not None:
+        model = _on_device(model, torch.device(device))
+    params = tuple(model.params)
+    sampled, fixed = _split_priors(params, priors)
+
+    lik = Likelihood(model, x_obs, weights=weights, extra_terms=extra_terms)  # checks x_obs, weights, terms
+    if lik.weights is not None and not bool((lik.weights > 0).all()):
+        raise ValueError("weights must be positive (drop events of weight 0)")
+    register(model, lik.x_obs, lik.prepared)  # the first NUTS step already takes the fast path
+    if seed is None:  # fresh entropy, cut to 63 bits so that it fits the attributes (netCDF int64)
+        seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+    seq = np.random.SeedSequence(seed)
+    chain_seeds = [int(c.generate_state(1, np.uint64)[0] % 2**63) for c in seq.spawn(num_chains)]
+    chains = run_chains(
+        _build_pyro_model(lik, sampled, fixed),
+        sampled,
+        lambda values: lik.log_likelihood(lik.theta_from({**fixed, **values})),
+        chain_seeds,
+        num_samples=num_samples,
+        warmup_steps=warmup_steps,
+        config=config,
+        progress=progress,
+        model=model,
+        cuda=torch.device(model.device).type == "cuda" or torch.cuda.is_initialized(),
+    )
+
+    posterior = {name: np.stack([ch.draws[name] for ch in chains]) for name in sampled}  # C D
+    stats = {k: np.stack([ch.stats[k] for ch in chains]) for k in chains[0].stats}  # C D
+    stats["diverging"] = stats["diverging"].astype(bool)
+    stats["tree_depth"] = np.floor(np.log2(np.maximum(stats["n_steps"], 1))).astype(np.int64) + 1
+    groups = {"posterior": posterior, "sample_stats": stats, "observed_data": {"x": lik.x_obs.cpu().numpy()}}
+    if log_likelihood:
+        theta = lik.theta_from({**fixed, **{k: torch.as_tensor(v) for k, v in posterior.items()}})  # C D k
+        with torch.no_grad():
+            groups["log_likelihood"] = {"x": lik.per_event(theta, weighted=False).cpu().numpy()}  # C D N
+    constant = {name: np.asarray(v) for name, v in fixed.items()}
+    if lik.weights is not None:
+        constant["weights"] = lik.weights.cpu().numpy()
+    if constant:
+        groups["constant_data"] = constant
+
+    _report(posterior, stats, num_chains)
+    attrs = {
+        "inference_library": "pyro",
+        "inference_library_version": pyro.__version__,
+        "sampler": "NUTS",
+        "num_warmup": warmup_steps,
+        "seed": seed,
+        "chain_seeds": chain_seeds,
+        "sampling_time": [ch.seconds for ch in chains],
+        "n_grad_evals": [ch.grad_evals for ch in chains],
+        "fixed_params": ", ".join(f"{k}={v:g}" for k, v in fixed.items()),
+        "model": _describe(model),
+    }
+    names = [o.name for o in model.observables]
+    return to_arviz(
+        groups,
+        coords={"event": np.arange(lik.n_events), "observable": names},
+        dims={"x": ["event", "observable"], "weights": ["event"], **{k: [] for k in fixed}},
+        attrs={"posterior": attrs},
+    )
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _describe(model) -> str:
+    if isinstance(model, torch.nn.Module):  # not the whole module tree
+        return f"{type(model).__name__}({model.extra_repr()})"
+    return repr(model)
+
+
+def _split_priors(params: tuple[str, ...], priors) -> tuple[dict, dict]:
+    if not isinstance(priors, Mapping):
+        raise TypeError(
+            f"priors must be a dict keyed by parameter name {params}, got {type(priors).__name__}"
+        )
+    unknown = [k for k in priors if k not in params]
+    if unknown:
+        raise ValueError(f"priors: unknown parameter(s) {unknown}; the model's parameters are {list(params)}")
+    missing = [p for p in params if p not in priors]
+    if missing:
+        raise ValueError(
+            f"priors: no prior or fixed value for parameter(s) {missing}; give a distribution or a number "
+            f"for each of {list(params)}"
+        )
+    clash = [p for p in params if p in ("x", "events") or p.startswith("extra_term_")]
+    if clash:
+        raise ValueError(f"parameter name(s) {clash} clash with the sites 'x', 'events', 'extra_term_*'")
+    sampled, fixed = {}, {}
+    for name in params:
+        prior = priors[name]
+        if isinstance(prior, torch.distributions.Distribution):
+            if prior.batch_shape != () or prior.event_shape != ():
+                raise ValueError(
+                    f"prior of {name!r} must be univariate (batch and event shape ()), got batch "
+                    f"{tuple(prior.batch_shape)} event {tuple(prior.event_shape)}"
+                )
+            if prior.support.is_discrete:
+                raise ValueError(f"prior of {name!r} is discrete; NUTS needs continuous parameters")
+            sampled[name] = prior
+        elif _is_number(prior):
+            value = float(prior)
+            if not math.isfinite(value):
+                raise ValueError(f"fixed value of {name!r} must be finite, got {value}")
+            fixed[name] = value
+        else:
+            raise TypeError(f"priors[{name!r}] must be a torch/Pyro distribution or a number, got {prior!r}")
+    if not sampled:
+        raise ValueError("priors: every parameter is fixed; give at least one a prior distribution")
+    return sampled, fixed
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def _build_pyro_model(lik: Likelihood, sampled: dict, fixed: dict):
+    """The Pyro model of :func:`sample_posterior`: priors, the event plate, extra terms."""
+    model, x, weights = lik.model, lik.x_obs, lik.weights
+
+    def pyro_model():
+        theta = lik.theta_from({**fixed, **{p: pyro.sample(p, prior) for p, prior in sampled.items()}})  # k
+        with pyro.plate("events", lik.n_events), poutine.scale(scale=1.0 if weights is None else weights):
+            pyro.sample("x", GMMDistribution(model, theta), obs=x)
+        for i, term in enumerate(lik.extra_terms):
+            pyro.factor(f"extra_term_{i}", term(theta))
+
+    return pyro_model
+
+
+def _on_device(model, device: torch.device):
+    here = torch.empty(0, device=model.device).device
+    there = torch.empty(0, device=device).device
+    if here == there:
+        return model
+    if not callable(getattr(model, "to", None)):
+        raise TypeError(
+            f"model {type(model).__name__} is on {here} and has no .to(device); create it on {there} instead"
+        )
+    moved = copy.deepcopy(model)
+    out = moved.to(there)
+    return moved if out is None else out
+
+
+def _report(posterior: dict, stats: dict, num_chains: int) -> None:
+    n_div = int(stats["diverging"].sum())
+    for name, d in posterior.items():
+        r = rhat(d) if num_chains > 1 and d.shape[1] >= 4 else math.nan
+        ess = ess_bulk(d) if d.shape[1] >= 4 else math.nan
+        logger.info("%s: mean %.4g, sd %.3g, bulk ESS %.0f, R-hat %.4f", name, d.mean(), d.std(), ess, r)
+        if r > _RHAT_MAX:
+            warnings.warn(
+                f"{name}: R-hat {r:.3f} > {_RHAT_MAX}; run longer chains or check for multiple modes",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+    if n_div:
+        per_chain = stats["diverging"].sum(1).tolist()
+        warnings.warn(
+            f"{n_div} divergent transition(s) after warm-up (per chain: {per_chain}); the posterior may be "
+            "biased (try NUTSConfig(target_accept_prob=0.95))",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
