@@ -6,7 +6,7 @@ or on the grid, the KL gap = mean over fresh events of ``log p_true(x|c) - log p
 With ``--peers`` the same events and protocol also train zuko's conditional neural spline
 flow and sbi's mixture-density likelihood estimator (``pip install 'gmmpyro[benchmarks]'``).
 
-    python benchmarks/toy_kl.py                  # 10k events per grid point
+    OMP_NUM_THREADS=1 python benchmarks/toy_kl.py   # 10k events per grid point
     python benchmarks/toy_kl.py --full           # 50k events per grid point (paper)
     python benchmarks/toy_kl.py --peers --save toy.gmm
 """
@@ -16,12 +16,19 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
+from pathlib import Path
 
-import torch
+# benchmarks/profile.py would shadow the standard library's profile module that torch
+# imports: keep this folder on the path, but last
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
-import gmmpyro
-from gmmpyro.toy import ToyModel, paper_config, paper_training_config
+import torch  # noqa: E402
+
+import gmmpyro  # noqa: E402
+from gmmpyro.toy import ToyModel, paper_config, paper_training_config  # noqa: E402
 
 POINTS = [(cx, cy) for cx in (-0.8, 0.0, 0.8) for cy in (-0.8, 0.0, 0.8)] + [(1.0, -1.0), (-1.5, 1.5)]
 

@@ -5,8 +5,14 @@ simulated events, exposed as a Pyro distribution for NUTS posteriors and as a li
 for profile-likelihood scans.
 """
 
+import importlib
+
 from . import exceptions, observables, projection, protocols, toy
+from .distribution import GMMDistribution
 from .exceptions import ConvergenceWarning, GmmpyroWarning, OutOfRangeWarning
+from .inference import bayes, profile
+from .inference.bayes import NUTSConfig
+from .inference.terms import PoissonTerm
 from .model import DensityModel, MixtureComponents
 from .networks import NetworkConfig
 from .observables import Observable
@@ -20,19 +26,38 @@ __all__ = [
     "ConditionalDensity",
     "ConvergenceWarning",
     "DensityModel",
+    "GMMDistribution",
     "GmmpyroWarning",
     "LatentProjection",
     "MixtureComponents",
+    "NUTSConfig",
     "NetworkConfig",
     "Observable",
     "OutOfRangeWarning",
+    "PoissonTerm",
     "PreparedEvents",
     "TrainingConfig",
     "TrainingHistory",
     "__version__",
+    "bayes",
     "exceptions",
     "observables",
+    "plotting",
+    "profile",
     "projection",
     "protocols",
     "toy",
+    "validation",
 ]
+
+_LAZY = ("plotting", "validation")  # they import matplotlib; load on first use
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,7 +1,7 @@
 """Inference on the parameters of a conditional density: Bayesian and frequentist."""
 
-from . import profile
+from . import bayes, profile
 from .likelihood import Likelihood
 from .terms import LogLikelihoodTerm, PoissonTerm
 
-__all__ = ["Likelihood", "LogLikelihoodTerm", "PoissonTerm", "profile"]
+__all__ = ["Likelihood", "LogLikelihoodTerm", "PoissonTerm", "bayes", "profile"]

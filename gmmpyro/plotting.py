@@ -1,0 +1,23 @@
+"""All gmmpyro figures in one namespace (matplotlib; each takes ``ax=``/``axes=`` and returns the Figure).
+
+* Inference: :func:`compare` (profile-likelihood contours beside posterior credible regions),
+  :func:`plot_profile`.
+* Validation: :func:`plot_marginals`, :func:`plot_pairs`, :func:`plot_parameter_dependence`,
+  :func:`plot_contour_agreement`.
+* The model itself: :func:`plot_mixture`, :func:`plot_training_history`.
+"""
+
+from .plots_inference import compare, plot_profile
+from .plots_model import plot_mixture, plot_training_history
+from .plots_validation import plot_contour_agreement, plot_marginals, plot_pairs, plot_parameter_dependence
+
+__all__ = [
+    "compare",
+    "plot_contour_agreement",
+    "plot_marginals",
+    "plot_mixture",
+    "plot_pairs",
+    "plot_parameter_dependence",
+    "plot_profile",
+    "plot_training_history",
+]

@@ -1,0 +1,60 @@
+"""The public surface is pinned: an accidental export or removal fails here."""
+
+import subprocess
+import sys
+
+import gmmpyro
+
+PUBLIC = [
+    "ConditionalDensity",
+    "ConvergenceWarning",
+    "DensityModel",
+    "GMMDistribution",
+    "GmmpyroWarning",
+    "LatentProjection",
+    "MixtureComponents",
+    "NUTSConfig",
+    "NetworkConfig",
+    "Observable",
+    "OutOfRangeWarning",
+    "PoissonTerm",
+    "PreparedEvents",
+    "TrainingConfig",
+    "TrainingHistory",
+    "__version__",
+    "bayes",
+    "exceptions",
+    "observables",
+    "plotting",
+    "profile",
+    "projection",
+    "protocols",
+    "toy",
+    "validation",
+]
+
+
+def test_public_surface():
+    assert dir(gmmpyro) == sorted(PUBLIC)
+    assert sorted(gmmpyro.__all__) == sorted(PUBLIC)
+    for name in PUBLIC:
+        assert getattr(gmmpyro, name) is not None
+
+
+def test_inference_functions_are_reachable():
+    assert gmmpyro.bayes.sample_posterior is gmmpyro.inference.bayes.sample_posterior
+    assert gmmpyro.profile.scan is gmmpyro.inference.profile.scan
+    assert callable(gmmpyro.plotting.compare)
+
+
+def test_import_changes_no_global_state():
+    # in a fresh interpreter: importing gmmpyro leaves torch's validation flag, the default
+    # dtype and matplotlib unloaded
+    code = (
+        "import torch; flag = torch.distributions.Distribution._validate_args; "
+        "import gmmpyro, sys; "
+        "assert torch.distributions.Distribution._validate_args == flag; "
+        "assert torch.get_default_dtype() == torch.float32; "
+        "assert 'matplotlib.pyplot' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
