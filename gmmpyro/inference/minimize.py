@@ -170,7 +170,8 @@ def minimize(
             break
         e, V = torch.linalg.eigh(0.5 * (H[idx] + H[idx].transpose(-1, -2)))  # b m ; b m m
         emax = e.abs().amax(-1).clamp_min(torch.finfo(e.dtype).tiny)  # b
-        e_abs = torch.maximum(e.abs(), 1e-10 * emax[:, None])  # saddle-free: |eigenvalues|
+        # saddle-free: |eigenvalues|, floored so that a flat direction (a saturated bound) gives no 0/0
+        e_abs = torch.maximum(e.abs(), (1e-10 * emax[:, None]).clamp_min(torch.finfo(e.dtype).tiny))
         gv = (V.transpose(-1, -2) @ g[idx].unsqueeze(-1)).squeeze(-1)  # b m
         edm[idx] = 0.5 * (gv**2 / e_abs).sum(-1)
         pd = (e > 0).all(-1)

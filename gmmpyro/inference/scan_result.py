@@ -162,6 +162,11 @@ class ProfileScan:
         fine = np.linspace(x[0], x[-1], 20 * x.size + 1)
         above = spline(fine) > thr
         i0 = int(np.argmin(spline(fine)))
+        if above[i0]:  # only where the valid points miss the minimum, e.g. failed conditional fits
+            warnings.warn(
+                f"q({name}) stays above {thr:.3g} on its valid points: no interval", GmmpyroWarning, stacklevel=2
+            )
+            return math.nan, math.nan
         ends = []
         for side, idx in (("lower", np.nonzero(above[:i0])[0]), ("upper", i0 + np.nonzero(above[i0:])[0])):
             if idx.size == 0:

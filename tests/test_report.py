@@ -1,0 +1,172 @@
+"""``gmmpyro report`` end to end on a tiny model, and its input checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import gmmpyro
+from gmmpyro.cli import main
+from gmmpyro.report import ReportConfig, add_report_command, load_events, write_report
+from gmmpyro.toy import ToyModel
+from gmmpyro.validation import ClassifierConfig
+
+GRID = [[cx, cy] for cx in (-1.5, 0.0, 1.5) for cy in (-1.5, 0.0, 1.5)]
+SMALL = ReportConfig(
+    model_samples=6000,
+    bins=20,
+    bins_2d=8,
+    c2st_events=1000,
+    c2st_folds=3,
+    classifier=ClassifierConfig(epochs=5),
+    kl_events=3000,
+    reweight_events=4000,
+    pseudo_points=1,
+    grid_points=11,
+    dpi=40,
+)
+FIGURES = {
+    "marginals_data", "marginals_latent", "pairs_reference", "pairs_model", "pairs_pull", "dependence_x0",
+    "dependence_x1", "dependence_x2", "dependence_x3", "mixture", "training", "inference",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny model trained for 2 epochs on a 3 × 3 toy grid, saved; and its reference events."""
+    toy = ToyModel()
+    x, theta = toy.grid_dataset(300, grid=GRID, seed=0)
+    config = gmmpyro.NetworkConfig(n_gauss=4, A1=8, B1=8, B2=2, C=1, D=1)
+    model = gmmpyro.DensityModel(toy.observables, ["cx", "cy"], config=config)
+    model.fit(x, theta, config=gmmpyro.TrainingConfig(max_epochs=2), progress=False)
+    folder = tmp_path_factory.mktemp("tiny")
+    model.save(folder / "tiny.gmm")
+    np.savez(folder / "events.npz", x=x.numpy(), theta=theta.numpy())
+    return model, x, theta, folder
+
+
+def _strict_json(path):
+    def refuse(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_write_report_end_to_end(tiny, tmp_path):
+    model, x, theta, _ = tiny
+    result = write_report(model, x, theta, truth=ToyModel(), out_dir=tmp_path / "r", progress=False, config=SMALL)
+    assert {p.stem for p in result.figures} == FIGURES
+    assert all(p.is_file() and p.stat().st_size > 1000 for p in result.figures)
+    summary = _strict_json(result.summary_json)
+    assert summary["verdict"] == result.verdict in ("PASS", "WARN", "FAIL")
+    assert list(summary["verdicts"])[:3] == ["kl_gap", "c2st", "inference"]  # headline numbers first
+    assert summary["metrics"]["kl_gap"]["kl_gap"] > 0 and 0 <= summary["metrics"]["c2st"]["auc"] <= 1
+    assert summary["thresholds"]["iou_pass"] == 0.85
+    _strict_json(result.out_dir / "details.json")
+    text = result.summary_md.read_text()
+    assert text.startswith(f"# gmmpyro model report — **{result.verdict}**")
+    assert "| kl_gap | **" in text and "PASS ≤ 0.01" in text and "![pairs_pull](pairs_pull.png)" in text
+    # only gmmpyro's own warnings (e.g. fits of this 2-epoch model that do not converge) are collected
+    assert all(w.split(":")[0] in ("ConvergenceWarning", "OutOfRangeWarning") for w in result.warnings)
+    assert result.verdict in repr(result)
+
+
+def test_report_input_errors(tiny, tmp_path):
+    model, x, theta, _ = tiny
+    with pytest.raises(ValueError, match="reference_theta must have shape"):
+        write_report(model, x, theta[:5], out_dir=tmp_path, progress=False, config=SMALL)
+    with pytest.raises(ValueError, match="the truth has observables"):
+        write_report(model, x, theta, truth=ToyModel(x3_shift=0.1), out_dir=tmp_path, progress=False)
+    bad = x.clone()
+    bad[0, 2] = 5.0
+    with pytest.raises(ValueError, match="observable 'x2'"):
+        write_report(model, bad, theta, out_dir=tmp_path, progress=False)
+    untrained = gmmpyro.DensityModel(ToyModel().observables, ["cx", "cy"])
+    with pytest.raises(ValueError, match="not trained"):
+        write_report(untrained, x, theta, out_dir=tmp_path, progress=False)
+
+
+def test_add_report_command_to_any_parser():
+    parser = argparse.ArgumentParser(prog="tool")
+    add_report_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["report", "m.gmm", "--reference", "e.npz", "--out", "o", "--truth", "toy"])
+    assert (args.model, args.reference, args.truth, args.out, args.quick) == ("m.gmm", "e.npz", "toy", "o", False)
+    assert callable(args.run)
+
+
+def test_cli_end_to_end(tiny, tmp_path, capsys):
+    """The command on a CSV of observables only (no θ, no truth): the θ assumption is stated."""
+    model, x, _, folder = tiny
+    names = [o.name for o in model.observables]
+    np.savetxt(tmp_path / "ev.csv", x[::3].numpy(), delimiter=",", header=",".join(names), comments="")
+    out = tmp_path / "cli"
+    main(["report", str(folder / "tiny.gmm"), "--reference", str(tmp_path / "ev.csv"), "--out", str(out), "--quick",
+          "--quiet"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert f"report written to {out / 'summary.md'}" in printed and "c2st" in printed
+    summary = _strict_json(out / "summary.json")
+    assert summary["verdicts"]["kl_gap"]["verdict"] == summary["verdicts"]["inference"]["verdict"] == "SKIP"
+    assert "kl_gap" not in summary["metrics"]
+    assert "assumed the centre of the training range" in summary["inputs"]["reference_theta"]
+    assert {f.removesuffix(".png") for f in summary["figures"]} == FIGURES - {"inference"}
+    assert (out / "summary.md").is_file() and (out / "pairs_pull.png").is_file()
+
+
+def test_cli_rejects_bad_files(tiny, tmp_path, capsys):
+    _, x, _, folder = tiny
+    np.savez(tmp_path / "nox.npz", events=x.numpy())
+    cases = [
+        (str(tmp_path / "missing.gmm"), str(folder / "events.npz"), "not a readable gmmpyro model"),
+        (str(folder / "tiny.gmm"), str(tmp_path / "nox.npz"), "needs an array 'x'"),
+        (str(folder / "tiny.gmm"), str(tmp_path / "none.npz"), "no such file"),
+    ]
+    for model_path, events, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["report", model_path, "--reference", events, "--out", str(tmp_path / "o")])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_load_events_npz_and_csv(tiny, tmp_path):
+    model, x, theta, folder = tiny
+    names = [o.name for o in model.observables]
+    x_npz, theta_npz = load_events(folder / "events.npz", model.observables, model.params)
+    assert torch.equal(x_npz, x) and torch.equal(theta_npz, theta)
+    header = ",".join(["cy", *names[::-1], "cx"])  # any column order
+    rows = np.column_stack([theta[:, 1].numpy(), x.flip(1).numpy(), theta[:, 0].numpy()])
+    np.savetxt(tmp_path / "ev.csv", rows, delimiter=",", header=header, comments="")
+    x_csv, theta_csv = load_events(tmp_path / "ev.csv", model.observables, model.params)
+    torch.testing.assert_close(x_csv, x)
+    torch.testing.assert_close(theta_csv, theta)
+    np.savetxt(tmp_path / "obs.csv", x.numpy(), delimiter=",", header=",".join(names), comments="")
+    assert load_events(tmp_path / "obs.csv", model.observables, model.params)[1] is None
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (lambda p: p.write_text("x0,x1,x2\n1,2,3\n"), r"lacks observable column\(s\) \['x3'\]"),
+        (
+            lambda p: p.write_text("x0,x1,x2,x3,cx\n300,300,0,0,0\n"),
+            r"parameter column\(s\) \['cy'\] missing",
+        ),
+        (lambda p: p.write_text("x0,x1,x2,x3\n300,300,zero,0\n"), "line 2: cannot read a number"),
+        (lambda p: p.write_text("x0,x1,x2,x3\n900,300,0,0\n"), "observable 'x0' lie outside its bounds"),
+    ],
+)
+def test_load_events_errors_name_the_problem(tiny, tmp_path, write, message):
+    model = tiny[0]
+    path = tmp_path / "bad.csv"
+    write(path)
+    with pytest.raises(ValueError, match=message):
+        load_events(path, model.observables, model.params)
+    (tmp_path / "ev.txt").write_text("")
+    with pytest.raises(ValueError, match=r"must be a \.npz or \.csv"):
+        load_events(tmp_path / "ev.txt", model.observables, model.params)
+    np.savez(tmp_path / "shape.npz", x=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"'x' must have shape \(N, 4\)"):
+        load_events(tmp_path / "shape.npz", model.observables, model.params)
