@@ -1,0 +1,155 @@
+import json
+
+import numpy as np
+import pytest
+
+from gmmpyro.cli import main, parse_observable, parse_prior
+from gmmpyro.datafiles import read_columns, write_columns
+from gmmpyro.demo import DemoSettings, run_demo
+from gmmpyro.report import ReportConfig
+from gmmpyro.toy import ToyModel
+
+TINY_REPORT = ReportConfig(
+    model_samples=1000, c2st_events=0, kl_events=1000, reweight_events=1000, pseudo_points=0, bins=8, bins_2d=4, dpi=30
+)
+TINY_DEMO = DemoSettings(
+    per_point=40,
+    nu_values=(-1.0, 0.0, 1.0),
+    max_epochs=1,
+    n_events=60,
+    warmup=15,
+    draws=15,
+    chains=2,
+    scan_points=5,
+    report=TINY_REPORT,
+)
+
+
+@pytest.fixture(scope="module")
+def toy_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    toy = ToyModel()
+    x, theta = toy.grid_dataset(60, grid=[[-1.0, -1.0], [-1.0, 1.0], [0.0, 0.0], [1.0, -1.0], [1.0, 1.0]], seed=0)
+    columns = {f"x{i}": x[:, i].numpy() for i in range(4)} | {"cx": theta[:, 0].numpy(), "cy": theta[:, 1].numpy()}
+    write_columns(folder / "train.csv", columns)
+    np.savez(folder / "train.npz", x=x.numpy(), theta=theta.numpy())
+    write_columns(folder / "observed.npz", {f"x{i}": v for i, v in enumerate(toy.sample(50, [0.5, 0.5], seed=1).T)})
+    return folder
+
+
+@pytest.mark.parametrize("command", ["demo", "train", "sample", "infer", "report"])
+def test_help_is_complete(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: gmmpyro " + command in capsys.readouterr().out
+
+
+def test_parsers():
+    assert parse_observable("n:0:4:discrete").discrete
+    assert parse_observable("eta").bounds is None
+    assert parse_prior("nu=normal:0:1")[1].scale == 1.0
+    with pytest.raises(Exception, match="use name, name:lo:hi"):
+        parse_observable("a:1")
+    with pytest.raises(Exception, match="name=uniform:lo:hi"):
+        parse_prior("cx=beta:1:2")
+
+
+# a one-epoch model may fit or scan poorly; this test is about the command-line plumbing
+@pytest.mark.filterwarnings("ignore::gmmpyro.exceptions.GmmpyroWarning")
+def test_train_sample_infer_round_trip(toy_files, tmp_path):
+    spec = ["x0:100:800", "x1:100:800", "x2:-3.1416:3.1416", "x3"]
+    for source in ("train.csv", "train.npz"):
+        main(
+            [
+                "train",
+                str(toy_files / source),
+                "--observables",
+                *spec,
+                "--params",
+                "cx",
+                "cy",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "m.gmm"),
+                "--quiet",
+                "--seed",
+                "0",
+            ]
+        )
+    main(
+        [
+            "sample",
+            str(tmp_path / "m.gmm"),
+            "--theta",
+            "cx=0.2",
+            "cy=-0.1",
+            "-n",
+            "30",
+            "--seed",
+            "2",
+            "--out",
+            str(tmp_path / "s.csv"),
+        ]
+    )
+    sample = read_columns(tmp_path / "s.csv")
+    assert sorted(sample) == ["x0", "x1", "x2", "x3"] and len(sample["x0"]) == 30
+    main(
+        [
+            "infer",
+            str(tmp_path / "m.gmm"),
+            "--events",
+            str(toy_files / "observed.npz"),
+            "--scan",
+            "cx=-1:1:5",
+            "cy=-1:1:5",
+            "--out",
+            str(tmp_path / "inf"),
+        ]
+    )
+    scan = json.loads((tmp_path / "inf" / "scan.json").read_text())
+    assert np.asarray(scan["q"]).shape == (5, 5)
+
+
+def test_bad_files_and_columns_give_clear_errors(toy_files, tmp_path):
+    with pytest.raises(SystemExit, match=r"no column\(s\) \['x9'\]"):
+        main(
+            [
+                "train",
+                str(toy_files / "train.csv"),
+                "--observables",
+                "x9",
+                "--params",
+                "cx",
+                "--out",
+                str(tmp_path / "m.gmm"),
+            ]
+        )
+    (tmp_path / "x.txt").write_text("x0\n1\n")
+    with pytest.raises(SystemExit, match=r"unsupported file type '\.txt'"):
+        main(["train", str(tmp_path / "x.txt"), "--observables", "x0", "--params", "cx", "--out", "m.gmm"])
+    (tmp_path / "broken.npz").write_bytes(b"garbage")
+    with pytest.raises(SystemExit, match="cannot read events"):
+        main(["train", str(tmp_path / "broken.npz"), "--observables", "x0", "--params", "cx", "--out", "m.gmm"])
+    with pytest.raises(SystemExit, match="give --prior"):
+        main(["infer", "model.gmm", "--events", str(toy_files / "observed.npz")])
+
+
+@pytest.mark.filterwarnings("ignore::gmmpyro.exceptions.GmmpyroWarning")
+def test_demo_runs_end_to_end_and_reproduces(tmp_path):
+    first = run_demo(tmp_path / "a", settings=TINY_DEMO, seed=3, progress=False)
+    second = run_demo(tmp_path / "b", settings=TINY_DEMO, seed=3, progress=False)
+    for name in (
+        "model.gmm",
+        "posterior.nc",
+        "scan.json",
+        "posterior_vs_profile.png",
+        "summary.md",
+        "summary.json",
+        "validation/summary.md",
+    ):
+        assert (tmp_path / "a" / name).exists(), name
+    assert first["posterior"] == second["posterior"]
+    assert first["mle"] == second["mle"]
+    assert first["truth"] == {"cx": 0.8, "cy": -0.8, "nu": 0.5}
