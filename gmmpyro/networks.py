@@ -101,8 +101,8 @@ def log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``log(Φ(b) - Φ(a))`` for ``a < b``, accurate far in either tail.
 
     Example:
-        >>> float(log_normal_mass(torch.tensor(40.0), torch.tensor(41.0)))  # doctest: +ELLIPSIS
-        -806.3...
+        >>> round(float(log_normal_mass(torch.tensor(40.0, dtype=torch.float64), torch.tensor(41.0))), 3)
+        -804.608
     """
     flip = a > 0
     lo = torch.where(flip, -b, a)
@@ -211,8 +211,9 @@ class CategoricalNetwork(_FactorNetwork):
 
     Example:
         >>> net = CategoricalNetwork(2, 0, 4, NetworkConfig())
-        >>> net.log_probs(net.theta_part(torch.zeros(3, 2))).exp().sum(-1)
-        tensor([1.0000, 1.0000, 1.0000], grad_fn=<SumBackward1>)
+        >>> probs = net.log_probs(net.theta_part(torch.zeros(3, 2))).exp()
+        >>> probs.shape, torch.allclose(probs.sum(-1), torch.ones(3))
+        (torch.Size([3, 4]), True)
     """
 
     def __init__(self, n_theta: int, n_prev: int, n_categories: int, config: NetworkConfig):

@@ -227,8 +227,12 @@ def test_training_reduces_loss_and_keeps_best_epoch():
         factors = model._factor_log_probs(
             u, model._theta_parts(theta[val_index].float()), model._event_parts(u)
         )
-    np.testing.assert_allclose(-factors.mean(0).numpy(), val.min(0), rtol=1e-4)
-    np.testing.assert_allclose(val.min(0), history.best_val_loss)
+    # the kept weights are those of each network's best epoch: the last improvement larger than
+    # the tolerance, so its loss is within the tolerance of the lowest one seen
+    best = np.array(history.best_val_loss)
+    np.testing.assert_allclose(-factors.mean(0).numpy(), best, rtol=1e-4)
+    np.testing.assert_allclose(val[history.best_epoch, range(val.shape[1])], best)
+    assert (best <= val.min(0) + config.tolerance).all()
 
 
 def test_joint_and_sequential_training_agree():

@@ -71,7 +71,8 @@ def test_write_report_end_to_end(tiny, tmp_path):
     assert text.startswith(f"# gmmpyro model report — **{result.verdict}**")
     assert "| kl_gap | **" in text and "PASS ≤ 0.01" in text and "![pairs_pull](pairs_pull.png)" in text
     # only gmmpyro's own warnings (e.g. fits of this 2-epoch model that do not converge) are collected
-    assert all(w.split(":")[0] in ("ConvergenceWarning", "OutOfRangeWarning") for w in result.warnings)
+    own = ("ConvergenceWarning", "OutOfRangeWarning", "GmmpyroWarning")
+    assert all(w.split(":")[0] in own for w in result.warnings), result.warnings
     assert result.verdict in repr(result)
 
 
