@@ -179,14 +179,14 @@ class DensityModel(nn.Module):
 
     # ----------------------------------------------------------------------------- inputs
 
-    def _as_tensor(self, value, what: str) -> torch.Tensor:
+    def _as_tensor(self, value) -> torch.Tensor:
         if isinstance(value, torch.Tensor):
             return value.to(device=self.device, dtype=self.dtype)
         return torch.as_tensor(value, device=self.device, dtype=self.dtype)
 
     def check_theta(self, theta) -> torch.Tensor:
         """Validate ``theta (*, k)``: shape and finiteness raise, outside the training range warns."""
-        theta = self._as_tensor(theta, "theta")
+        theta = self._as_tensor(theta)
         k = len(self.params)
         if theta.dim() == 0 or theta.shape[-1] != k:
             raise ValueError(
@@ -311,7 +311,7 @@ class DensityModel(nn.Module):
         Raises:
             ValueError: wrong shapes, NaN or inf.
         """
-        x = self._as_tensor(x, "x")
+        x = self._as_tensor(x)
         theta = self.check_theta(theta)
         u, log_det, inside = self._to_latent(x, space)
         factors = self._factor_log_probs(u, self._theta_parts(theta), self._event_parts(u))
@@ -327,7 +327,7 @@ class DensityModel(nn.Module):
         Returns:
             A :class:`PreparedModelEvents` whose ``log_prob(theta (*b, k))`` is ``(*b, N)``.
         """
-        return PreparedModelEvents(self, self._as_tensor(x, "x"))
+        return PreparedModelEvents(self, self._as_tensor(x))
 
     def sample(self, n: int, theta, seed: int | None = None) -> torch.Tensor:
         """Draw events, one autoregressive factor at a time (SPEC §5).
@@ -394,7 +394,7 @@ class DensityModel(nn.Module):
                 raise ValueError(
                     f"observable {names[column]!r} is conditional: give u_prev of shape (..., {position})"
                 )
-            u_prev = self._as_tensor(u_prev, "u_prev")
+            u_prev = self._as_tensor(u_prev)
             if u_prev.shape[-1] != position:
                 raise ValueError(f"u_prev must have shape (..., {position}), got {tuple(u_prev.shape)}")
             padded = torch.zeros(
