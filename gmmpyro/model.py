@@ -39,11 +39,12 @@ class DensityModel(nn.Module):
 
     Each ``p_i`` is a mixture of ``N_G`` Gaussians (truncated to the latent range for bounded
     observables) whose amplitudes, means and widths come from a network of ``θ`` and
-    ``u_<i``; discrete observables get a categorical network (SPEC §3). Train it with
+    ``u_<i``; discrete observables get a categorical network. Train it with
     :meth:`fit`; then :meth:`log_prob`, :meth:`sample`, :meth:`distribution` (a Pyro
     distribution) and :meth:`save` / :meth:`load`.
 
-    Reference: S. Menary, D. Price, arXiv:2401.xxxx (journal version), Section 3.
+    Reference: S. Menary, D. Price, "Learning to discover: expressive Gaussian mixture models for
+    multi-dimensional simulation and parameter inference in the physical sciences", Section 3.
 
     Arguments:
         observables: the ``d`` observables (``Observable`` objects), column order of ``x``.
@@ -330,7 +331,7 @@ class DensityModel(nn.Module):
         return PreparedModelEvents(self, self._as_tensor(x))
 
     def sample(self, n: int, theta, seed: int | None = None) -> torch.Tensor:
-        """Draw events, one autoregressive factor at a time (SPEC §5).
+        """Draw events, one autoregressive factor at a time.
 
         Arguments:
             n: number of events per parameter point.

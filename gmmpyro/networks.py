@@ -1,4 +1,4 @@
-"""The per-observable conditional networks of the autoregressive density (SPEC §3).
+"""The per-observable conditional networks of the autoregressive density.
 
 Each factor ``p_i(u_i | u_<i, θ)`` has its own network. Its first trunk layer acts on the
 concatenation of a θ branch and a ``u_<i`` branch; because that layer is linear, it splits

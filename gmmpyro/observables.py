@@ -22,7 +22,7 @@ class Observable:
             unbounded real observable.
         discrete: integer-valued observable taking the values ``lo, lo + 1, ..., hi``;
             it needs integer bounds and is modelled by a categorical network, not projected.
-        f: weight of the linear ramp in the projection's response curve (SPEC §2);
+        f: weight of the linear ramp in the projection's response curve;
             ``f = 1`` is a pure linear rescaling, ``f = 0`` the empirical CDF alone.
 
     Example:

@@ -1,4 +1,4 @@
-"""The latent projection ``h: x ↦ u`` of Menary & Price (SPEC §2).
+"""The latent projection ``h: x ↦ u`` of Menary & Price.
 
 Each continuous observable is mapped on its own, monotonically, onto the latent interval
 ``[-5, 5]`` by ``h(x) = Q_u⁻¹(Q_x(x))``, where
@@ -227,7 +227,7 @@ class LatentProjection(nn.Module):
         latent_range: Sequence[float] = (-5.0, 5.0),
         margin: float = 0.1,
     ) -> LatentProjection:
-        """Build the projection from reference events (SPEC §2).
+        """Build the projection from reference events.
 
         Arguments:
             x_reference: reference events at ``θ_ref``, shape ``(N, d)``.

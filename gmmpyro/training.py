@@ -1,4 +1,4 @@
-"""Weighted maximum-likelihood training of a :class:`~gmmpyro.DensityModel` (SPEC §4).
+"""Weighted maximum-likelihood training of a :class:`~gmmpyro.DensityModel`.
 
 The factor networks have disjoint parameters, so each has its own learning rate, plateau
 schedule, early stopping and best epoch; with ``joint=True`` (the default, measured faster)

@@ -22,7 +22,7 @@ _ONE_SIGMA = math.erf(1 / math.sqrt(2))  # 0.6827
 def delta_q(cl: float, dof: int) -> float:
     """Wilks threshold on ``q = Δ(-2 ln L)``: the ``cl`` quantile of a χ² with ``dof`` degrees of freedom.
 
-    ``cl = 0.68`` is read as the one-sigma level ``0.6827`` (SPEC §5 convention), giving the
+    ``cl = 0.68`` is read as the one-sigma level ``0.6827`` (the usual convention), giving the
     familiar 1.00 (one parameter) and 2.30 (two parameters); ``0.95`` gives 3.84 and 5.99.
 
     Example:
