@@ -6,7 +6,7 @@
 * :func:`compare_marginals`, :func:`compare_pairs` — binned 1-D marginals and 2-D pull maps
   (journal eq. 10) with per-bin pulls and χ².
 * :func:`reweighted_dependence`, :func:`simulated_dependence` — how each marginal changes with
-  ``θ``, by reweighting one sample at ``θ_ref`` (SPEC §5).
+  ``θ``, by reweighting one sample at ``θ_ref``.
 * :func:`contour_agreement` — MLE distance and IoU of the 68 %/95 % regions, model vs reference,
   on pseudo-datasets (journal Fig. 15).
 

@@ -1,4 +1,4 @@
-"""Parameter dependence of the 1-D marginals by reweighting one sample (SPEC §5; journal Figs. 10–13).
+"""Parameter dependence of the 1-D marginals by reweighting one sample (journal Figs. 10–13).
 
 Events drawn once at ``θ_ref`` and weighted by ``w = p(x|θ)/p(x|θ_ref)`` follow ``p(x|θ)``; the
 ratio of the weighted to the unweighted histogram is ``p(x|θ)/p(x|θ_ref)`` per bin, with
@@ -118,7 +118,7 @@ def reweighted_dependence(
     seed: int = 0,
     chunk_size: int = 50_000,
 ) -> ParameterDependence:
-    """``p(x|θ)/p(x|θ_ref)`` per 1-D marginal from one sample at ``θ_ref``, reweighted (SPEC §5).
+    """``p(x|θ)/p(x|θ_ref)`` per 1-D marginal from one sample at ``θ_ref``, reweighted.
 
     Draws ``n`` events at ``θ_ref`` from ``density`` and gives each the weight
     ``w = p(x|θ)/p(x|θ_ref)``; per bin the ratio is ``(Σ_bin w / Σ w) / (n_bin / n)`` with error
