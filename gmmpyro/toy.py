@@ -16,7 +16,7 @@ Four observables ``x0, x1 ∈ [100, 800]``, ``x2 ∈ [-π, π]``, ``x3 ∈ R`` a
 
 Reference: S. Menary, D. Price, "Learning to discover: expressive Gaussian mixture models for
 multi-dimensional simulation and parameter inference in the physical sciences", Appendix A.
-This module follows SPEC §6, which corrects four misprints of the paper:
+This module corrects four misprints of the paper:
 
 1. A.4 prints ``x0' = 2(x0 - 100)/700 - 1``; the densities and samplers need
    ``(x0 - 100)/700`` (likewise ``x1'``), and ``x2' = x2/π``.
@@ -25,7 +25,7 @@ This module follows SPEC §6, which corrects four misprints of the paper:
 3. A.6 shifts the ``x3`` sample by ``x1* + x2*`` (raw values); the density uses ``x1' + x2'``.
 4. A.6's ``x0`` sampler prints the rate ``2(2 - cx)``; it must be ``2(2 - |cx|)``.
 
-``σ1`` is not given in the paper; SPEC §6 fixes the default ``σ1 = 0.2``.
+``σ1`` is not given in the paper; the default here is ``σ1 = 0.2``.
 
 Example:
     >>> model = ToyModel()
@@ -187,7 +187,7 @@ class _PreparedToyEvents:
 
 
 class ToyModel:
-    """The exact toy density ``p(x | θ)`` of the journal's Appendix A, with SPEC §6 errata.
+    """The exact toy density ``p(x | θ)`` of the journal's Appendix A, with its errata corrected.
 
     Implements :class:`gmmpyro.protocols.ConditionalDensity`, so the truth and a learned
     model go through the same inference code. See the module docstring for the density, the
