@@ -74,6 +74,14 @@ def _split(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[:, :half], x[:, x.shape[1] - half :]], axis=0)
 
 
+def _checked_draws(draws: np.ndarray) -> np.ndarray:
+    """``draws`` as a float64 ``(chain, draw)`` array with at least 4 draws, else ``ValueError``."""
+    x = np.asarray(draws, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 4:
+        raise ValueError(f"draws must have shape (chain, draw) with at least 4 draws, got {x.shape}")
+    return x
+
+
 def rhat(draws: np.ndarray) -> float:
     """Rank-normalised split-R̂ (the larger of bulk and folded), ``draws`` of shape ``(chain, draw)``.
 
@@ -82,9 +90,7 @@ def rhat(draws: np.ndarray) -> float:
         >>> rhat(rng.normal(size=(4, 500))) < 1.01
         True
     """
-    x = np.asarray(draws, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] < 4:
-        raise ValueError(f"draws must have shape (chain, draw) with at least 4 draws, got {x.shape}")
+    x = _checked_draws(draws)
     if np.ptp(x) == 0:
         return float("nan")
     out = []
@@ -102,9 +108,7 @@ def ess_bulk(draws: np.ndarray) -> float:
         >>> 1500 < ess_bulk(rng.normal(size=(4, 500))) < 2500
         True
     """
-    x = np.asarray(draws, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] < 4:
-        raise ValueError(f"draws must have shape (chain, draw) with at least 4 draws, got {x.shape}")
+    x = _checked_draws(draws)
     if np.ptp(x) == 0:
         return float("nan")
     z = torch.as_tensor(_rank_normalise(_split(x)))
