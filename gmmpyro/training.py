@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from ._progress import progress_bar
 from .exceptions import GmmpyroWarning
 from .observables import check_events
 from .projection import LatentProjection
@@ -344,7 +344,7 @@ def train(
     start_epoch = checkpoint.resume(trainer, history) if checkpoint else 0
     nan = float("nan")
     schedule = [list(range(trainer.d))] if config.joint else [[p] for p in range(trainer.d)]
-    bar = tqdm(total=config.max_epochs * len(schedule), disable=not progress, desc="training", unit="epoch")
+    bar = progress_bar(total=config.max_epochs * len(schedule), progress=progress, desc="training", unit="epoch")
     try:
         for group in schedule:
             for epoch in range(start_epoch, config.max_epochs):

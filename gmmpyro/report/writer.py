@@ -134,7 +134,7 @@ def write_report(
         ValueError: an untrained model, events or parameters of the wrong shape or outside the
             observables' bounds, or a truth with other observables or parameters.
     """
-    from tqdm.auto import tqdm
+    from .._progress import progress_bar
 
     config = config if config is not None else ReportConfig()
     tic = time.perf_counter()
@@ -328,7 +328,7 @@ def write_report(
         verdicts["inference"] = (SKIP, f"model-vs-truth contours not run: {why}")
 
     caught: list[str] = []
-    bar = tqdm(steps, disable=not progress, desc="report", unit="step")
+    bar = progress_bar(steps, progress=progress, desc="report", unit="step")
     with warnings.catch_warnings(record=True) as recorded:
         warnings.simplefilter("always")
         for label, step in bar:

@@ -326,8 +326,7 @@ def contour_agreement(
         >>> float(same.iou_68[0]), float(same.mle_distance[0]), same.grid_x.shape
         (1.0, 0.0, (1, 21))
     """
-    from tqdm.auto import tqdm
-
+    from .._progress import progress_bar
     from ..exceptions import GmmpyroWarning
     from ..inference.profile import scan
     from ..inference.scan_result import delta_q
@@ -363,7 +362,7 @@ def contour_agreement(
     clipped = np.zeros(P, dtype=bool)
     failed = [""] * P
     n_used = n_events
-    for i in tqdm(range(P), disable=not progress, desc="pseudo-datasets", unit="dataset"):
+    for i in progress_bar(range(P), progress=progress, desc="pseudo-datasets", unit="dataset"):
         ax_i = axes
         if window is not None:
             ax_i = _window_axes(axes, truths[i][idx], window)
