@@ -251,29 +251,31 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         type=_parse_assignment,
         metavar="NAME=VALUE",
-        help="the reference point of the projection (default: the point nearest the centre)",
+        help="the reference point of the projection (default: the point nearest the centre; all if θ is off-grid)",
     )
     train.add_argument("--config", metavar="TOML", help="file with observables, params, [network], [training]")
     train.add_argument("--epochs", type=int, help="maximum epochs")
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--seed", type=int)
-    train.add_argument("--device", default=None)
+    train.add_argument("--batch-size", type=int, help="events per optimisation step (default 500)")
+    train.add_argument("--seed", type=int, help="seed of the split, the initial weights and the batches")
+    train.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
     train.add_argument("--checkpoint-dir", help="save every epoch there and resume from it")
     train.add_argument("--out", required=True, help="model file to write")
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 
     sample = commands.add_parser("sample", help="draw events from a trained model")
-    sample.add_argument("model")
-    sample.add_argument("--theta", nargs="+", type=_parse_assignment, required=True, metavar="NAME=VALUE")
+    sample.add_argument("model", help="a model saved by DensityModel.save (.gmm)")
+    sample.add_argument(
+        "--theta", nargs="+", type=_parse_assignment, required=True, metavar="NAME=VALUE", help="the parameter point"
+    )
     sample.add_argument("-n", type=int, required=True, help="number of events")
-    sample.add_argument("--seed", type=int)
-    sample.add_argument("--device", default=None)
+    sample.add_argument("--seed", type=int, help="seed of the draw (default: fresh randomness)")
+    sample.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
     sample.add_argument("--out", required=True, help=".npz, .csv or .parquet file to write")
     sample.set_defaults(run=_sample)
 
     infer = commands.add_parser("infer", help="posterior and/or profile scan for observed events")
-    infer.add_argument("model")
+    infer.add_argument("model", help="a model saved by DensityModel.save (.gmm)")
     infer.add_argument("--events", required=True, help="observed events file")
     infer.add_argument(
         "--prior",
@@ -284,13 +286,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     infer.add_argument("--scan", nargs="+", type=_parse_scan, metavar="NAME=LO:HI:N", help="profile-likelihood grid")
     infer.add_argument("--profile", nargs="+", metavar="NAME", help="parameters minimised at every grid point")
-    infer.add_argument("--constraint", nargs="+", type=parse_prior, metavar="NAME=normal:MEAN:SD")
-    infer.add_argument("--chains", type=int, default=4)
-    infer.add_argument("--warmup", type=int, default=1000)
-    infer.add_argument("--draws", type=int, default=1000)
-    infer.add_argument("--seed", type=int, default=0)
-    infer.add_argument("--device", default=None)
-    infer.add_argument("--out", default="gmmpyro-infer")
+    infer.add_argument(
+        "--constraint",
+        nargs="+",
+        type=parse_prior,
+        metavar="NAME=normal:MEAN:SD",
+        help="Gaussian constraint terms of the profile likelihood (auxiliary measurements)",
+    )
+    infer.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
+    infer.add_argument("--warmup", type=int, default=1000, help="warm-up steps per chain (default 1000)")
+    infer.add_argument("--draws", type=int, default=1000, help="draws per chain (default 1000)")
+    infer.add_argument("--seed", type=int, default=0, help="seed of the chains (default 0)")
+    infer.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    infer.add_argument(
+        "--out", default="gmmpyro-infer", help="output folder: posterior.nc, scan.json (default gmmpyro-infer)"
+    )
     infer.set_defaults(run=_infer)
 
     from .report import add_report_command

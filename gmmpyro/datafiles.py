@@ -49,8 +49,7 @@ def read_columns(path: str | Path, *, names: Mapping[str, Sequence[str]] | None 
     suffix = _suffix(path)
     try:
         if suffix == ".csv":
-            table = np.genfromtxt(path, delimiter=",", names=True, dtype=np.float64, encoding="utf-8")
-            columns = {name: np.atleast_1d(table[name]) for name in table.dtype.names}
+            columns = _read_csv(path)
         elif suffix == ".parquet":
             try:
                 import pyarrow.parquet as pq
@@ -84,6 +83,20 @@ def read_columns(path: str | Path, *, names: Mapping[str, Sequence[str]] | None 
     if len(set(lengths.values())) > 1:
         raise ValueError(f"{path}: columns have different lengths {lengths}")
     return columns
+
+
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    with open(path, encoding="utf-8") as handle:
+        header = [name.strip().strip('"') for name in handle.readline().strip().split(",")]
+    if not any(header):
+        raise ValueError(f"{path}: the first line must name the columns")
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64, encoding="utf-8")
+    except ValueError as error:
+        raise ValueError(f"{path}: cannot read a number for every column ({error})") from error
+    if table.size and table.shape[1] != len(header):
+        raise ValueError(f"{path}: {table.shape[1]} values per line but {len(header)} column names")
+    return {name: table[:, j] if table.size else np.empty(0) for j, name in enumerate(header)}
 
 
 def select_columns(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
 from torch import nn
 
-from .exceptions import OutOfRangeWarning
+from .exceptions import OutOfRangeWarning, warn
 from .mixture import mixture_log_prob, sample_mixture
 from .networks import CategoricalNetwork, GaussianMixtureNetwork, NetworkConfig
 from .observables import Observable
@@ -201,10 +200,9 @@ class DensityModel(nn.Module):
             outside = ((detached < low) | (detached > high)).reshape(-1, k).any(0)
             if outside.any():
                 names = [p for p, o in zip(self.params, outside.tolist(), strict=True) if o]
-                warnings.warn(
+                warn(
                     f"theta outside the training range for {names}: the model extrapolates there",
                     OutOfRangeWarning,
-                    stacklevel=3,
                 )
         return theta
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ._progress import progress_bar
-from .exceptions import GmmpyroWarning
+from .exceptions import GmmpyroWarning, warn
 from .observables import check_events
 from .projection import LatentProjection
 
@@ -160,8 +159,15 @@ def _validated_inputs(model, x, theta, weights) -> tuple[torch.Tensor, torch.Ten
     return x, theta, weights
 
 
+_MIN_REFERENCE_EVENTS = 50
+
+
 def _reference_mask(model, theta: torch.Tensor, reference) -> torch.Tensor:
-    """Events at ``θ_ref``: a boolean mask, a θ value, or (``None``) the point nearest the centre."""
+    """Events at ``θ_ref``: a boolean mask, a θ value, or (``None``) the point nearest the centre.
+
+    With ``None`` and ``θ`` not on a grid (drawn from a prior, so the nearest point holds fewer
+    than ``_MIN_REFERENCE_EVENTS`` events) every event defines the projection.
+    """
     if reference is not None:
         reference = torch.as_tensor(reference)
     if reference is not None and reference.dtype == torch.bool:
@@ -175,7 +181,12 @@ def _reference_mask(model, theta: torch.Tensor, reference) -> torch.Tensor:
         if reference is None:
             points = torch.unique(theta, dim=0)
             distance = (((points - (low + high) / 2) / (high - low)) ** 2).sum(-1)
-            reference = points[distance.argmin()]
+            nearest = points[distance.argmin()]
+            mask = (theta == nearest).all(-1)
+            if int(mask.sum()) >= _MIN_REFERENCE_EVENTS:
+                return mask
+            logger.info("θ is not on a grid: the projection is fitted on all %d events", theta.shape[0])
+            return torch.ones_like(mask)
         reference = reference.to(torch.float64)
         if reference.shape != (len(model.params),):
             raise ValueError(f"reference must be a θ value of shape ({len(model.params)},) or a boolean mask")
@@ -314,7 +325,9 @@ def train(
         theta: the parameters each event was simulated at, shape ``(N, k)``.
         weights: optional Monte-Carlo weights ``(N,)``, non-negative.
         reference: the events that define the projection: a θ value ``(k,)``, a boolean
-            mask ``(N,)``, or ``None`` for the simulated point nearest the centre of the range.
+            mask ``(N,)``, or ``None``: the simulated point nearest the centre of the range, or
+            all events when ``θ`` is not on a grid (fewer than 50 events at that point, e.g.
+            ``θ`` drawn from a prior).
         config: a :class:`TrainingConfig`.
         progress: show a tqdm progress bar (per epoch: losses and learning rate).
         callback: called as ``callback(epoch, history)`` after every epoch; returning
@@ -375,7 +388,7 @@ def train(
                 break
     except KeyboardInterrupt:
         history.interrupted = True
-        warnings.warn("training interrupted: the best weights so far are kept", GmmpyroWarning, stacklevel=2)
+        warn("training interrupted: the best weights so far are kept", GmmpyroWarning)
     finally:
         bar.close()
         trainer.restore_best()

@@ -49,6 +49,9 @@ def test_docs_build_strict(tmp_path):
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{log}"
     for page in ["index.html", "concepts/index.html", "faq/index.html", "api/model/index.html"]:
         assert (site / page).is_file(), f"{page} missing from the built site"
+    cli_page = (site / "cli" / "index.html").read_text(encoding="utf-8")
+    for command in ("demo", "train", "sample", "infer", "report"):  # filled in from the parser's --help
+        assert f"usage: gmmpyro {command}" in cli_page, f"the help of gmmpyro {command} is missing from cli.md"
     for notebook in sorted((ROOT / "tutorials").glob("*.ipynb")):
         assert (site / "tutorials" / notebook.stem / "index.html").is_file(), f"{notebook.name} not rendered"
         assert (site / "tutorials" / notebook.name).is_file(), f"{notebook.name} not published for download"

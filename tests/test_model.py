@@ -375,3 +375,30 @@ def test_no_warning_inside_range(trained):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.log_prob(x[:3], torch.tensor([1.0, -1.0]))
+
+
+def test_out_of_range_warning_points_at_the_users_line(trained):
+    """Direct, through the Pyro distribution and through a sampling call: the warning names this file."""
+    model, x, _ = trained
+    outside = torch.tensor([0.0, 3.0])
+    calls = [
+        lambda: model.log_prob(x[:2], outside),
+        lambda: model.distribution(outside).log_prob(x[:2]),
+        lambda: model.sample(2, outside, seed=0),
+    ]
+    for call in calls:
+        with pytest.warns(OutOfRangeWarning) as record:
+            call()
+        assert {w.filename for w in record} == {__file__}
+
+
+def test_projection_uses_all_events_when_theta_is_off_grid():
+    """θ drawn from a prior (every event its own point): the default reference is every event."""
+    toy = ToyModel()
+    generator = torch.Generator().manual_seed(3)
+    theta = torch.rand(2000, 2, generator=generator, dtype=torch.float64) * 2 - 1
+    x = toy.sample(1, theta, seed=4)[0]  # one event per θ: 2000 d
+    model = DensityModel(toy.observables, ["cx", "cy"], config=SMALL)
+    model.fit(x, theta, config=TrainingConfig(max_epochs=1), progress=False)
+    pooled = gmmpyro.LatentProjection.fit(x, toy.observables)
+    torch.testing.assert_close(model.projection.forward(x[:100]), pooled.forward(x[:100]))

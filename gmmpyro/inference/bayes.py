@@ -54,7 +54,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
@@ -63,7 +62,7 @@ import torch
 from pyro import poutine
 
 from ..distribution import GMMDistribution
-from ..exceptions import ConvergenceWarning
+from ..exceptions import ConvergenceWarning, warn
 from ..prepared import register
 from .chains import NUTSConfig, run_chains
 from .likelihood import Likelihood
@@ -311,16 +310,14 @@ def _report(posterior: dict, stats: dict, num_chains: int) -> None:
         ess = ess_bulk(d) if d.shape[1] >= 4 else math.nan
         logger.info("%s: mean %.4g, sd %.3g, bulk ESS %.0f, R-hat %.4f", name, d.mean(), d.std(), ess, r)
         if r > _RHAT_MAX:
-            warnings.warn(
+            warn(
                 f"{name}: R-hat {r:.3f} > {_RHAT_MAX}; run longer chains or check for multiple modes",
                 ConvergenceWarning,
-                stacklevel=3,
             )
     if n_div:
         per_chain = stats["diverging"].sum(1).tolist()
-        warnings.warn(
+        warn(
             f"{n_div} divergent transition(s) after warm-up (per chain: {per_chain}); the posterior may be "
             "biased (try NUTSConfig(target_accept_prob=0.95))",
             ConvergenceWarning,
-            stacklevel=3,
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import math
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -12,7 +11,7 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
-from ..exceptions import ConvergenceWarning
+from ..exceptions import ConvergenceWarning, warn
 from .likelihood import Likelihood
 from .minimize import minimize
 
@@ -250,11 +249,10 @@ def fit_likelihood(
     converged = bool(res.converged[best]) and covariance_ok
     theta_hat = full(z_hat)
     if not converged:
-        warnings.warn(
+        warn(
             f"fit did not converge (edm = {float(res.edm[best]):.3g}, Hessian positive definite: "
             f"{covariance_ok}); try other start values, bounds or more starts",
             ConvergenceWarning,
-            stacklevel=3,
         )
     lik.check_range(theta_hat, what="the maximum-likelihood estimate")
 

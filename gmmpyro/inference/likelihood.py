@@ -7,12 +7,11 @@ events once (``model.prepare``) and then scores batches of parameter points.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from ..exceptions import OutOfRangeWarning
+from ..exceptions import OutOfRangeWarning, warn
 from ..observables import check_events
 
 __all__ = ["Likelihood"]
@@ -190,10 +189,9 @@ class Likelihood:
                 for n, c, (lo, hi) in zip(self.param_names, counts, bounds.tolist(), strict=True)
                 if c
             ]
-            warnings.warn(
+            warn(
                 f"{what} outside the model's parameter range: {', '.join(parts)}",
                 OutOfRangeWarning,
-                stacklevel=3,
             )
 
     # ----------------------------------------------------------------- evaluation

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ..exceptions import ConvergenceWarning
+from ..exceptions import ConvergenceWarning, warn
 from .fit import FitResult, _box, fit_likelihood
 from .likelihood import Likelihood
 from .minimize import minimize
@@ -204,18 +203,16 @@ def scan_likelihood(
                 _mle=refit,
             )
         twice_min = float(twice[ok].min())
-        warnings.warn(
+        warn(
             f"the scan found -2 ln L = {twice_min:.8g} below the global fit's {mle.twice_nll:.8g}; "
             "q is taken relative to the scan's minimum",
             ConvergenceWarning,
-            stacklevel=3,
         )
     n_bad = int((~ok).sum())
     if n_bad:
-        warnings.warn(
+        warn(
             f"{n_bad} of {G} scan points did not converge (or gave NaN); masked in ProfileScan.valid",
             ConvergenceWarning,
-            stacklevel=3,
         )
     return ProfileScan(
         params=names,

@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ..exceptions import GmmpyroWarning
+from ..exceptions import GmmpyroWarning, warn
 from .fit import FitResult
 
 __all__ = ["ProfileScan", "delta_q"]
@@ -163,17 +163,16 @@ class ProfileScan:
         above = spline(fine) > thr
         i0 = int(np.argmin(spline(fine)))
         if above[i0]:  # only where the valid points miss the minimum, e.g. failed conditional fits
-            warnings.warn(
-                f"q({name}) stays above {thr:.3g} on its valid points: no interval", GmmpyroWarning, stacklevel=2
+            warn(
+                f"q({name}) stays above {thr:.3g} on its valid points: no interval", GmmpyroWarning
             )
             return math.nan, math.nan
         ends = []
         for side, idx in (("lower", np.nonzero(above[:i0])[0]), ("upper", i0 + np.nonzero(above[i0:])[0])):
             if idx.size == 0:
-                warnings.warn(
+                warn(
                     f"the {cl:g} interval of {name!r} extends beyond the scanned range on the {side} side",
                     GmmpyroWarning,
-                    stacklevel=2,
                 )
                 ends.append(math.nan)
                 continue

@@ -44,8 +44,8 @@ def add_report_command(subparsers) -> argparse.ArgumentParser:
         "--reference",
         required=True,
         metavar="EVENTS",
-        help="reference events: .npz with arrays x (N, d) and optional theta (N, k), or .csv with a "
-        "header naming the observables (and the parameters)",
+        help="reference events (.npz, .csv or .parquet): one column per observable and optionally one per "
+        "parameter, or .npz arrays x (N, d) and theta (N, k)",
     )
     parser.add_argument("--truth", choices=["toy"], help="the true density, if known: 'toy' (gmmpyro.toy.ToyModel)")
     parser.add_argument("--out", required=True, metavar="DIR", help="the report folder (created)")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..exceptions import ConvergenceWarning
+from ..exceptions import ConvergenceWarning, warn
 from ._result import ValidationResult, as_numpy, fmt
 
 __all__ = ["ContourAgreement", "contour_agreement", "region_iou"]
@@ -381,10 +380,9 @@ def contour_agreement(
                 )  # fmt: skip
             except (ValueError, RuntimeError) as error:  # numerical failure of one fit: keep going
                 failed[i] = f"{which} scan: {error}"
-                warnings.warn(
+                warn(
                     f"pseudo-dataset {i} (truth {truths[i].tolist()}): the {which} scan failed: {error}",
                     ConvergenceWarning,
-                    stacklevel=2,
                 )
                 break
         if failed[i]:
@@ -395,11 +393,10 @@ def contour_agreement(
             out[f"q_truth_{which}"][i] = _q_at(s.q, s.valid, *ax_i, truths[i][idx])
             clipped[i] |= _touches_edge(s.q, s.valid, thr95)
         if clipped[i]:
-            warnings.warn(
+            warn(
                 f"pseudo-dataset {i} (truth {truths[i].tolist()}): a 95 % region reaches the edge of the "
                 "grid; its IoU counts the part inside only (widen the window or the grid)",
                 GmmpyroWarning,
-                stacklevel=2,
             )
         out["mle_distance"][i] = float(np.linalg.norm(out["mle_model"][i] - out["mle_reference"][i]))
         for key, thr in (("iou_68", thr68), ("iou_95", thr95)):
