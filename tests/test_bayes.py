@@ -23,7 +23,7 @@ from pyro.infer import MCMC, NUTS
 from pyro.ops.stats import effective_sample_size
 
 from gmmpyro.distribution import GMMDistribution
-from gmmpyro.exceptions import ConvergenceWarning
+from gmmpyro.exceptions import ConvergenceWarning, OutOfRangeWarning
 from gmmpyro.inference.bayes import NUTSConfig, _build_pyro_model, sample_posterior
 from gmmpyro.inference.likelihood import Likelihood
 from gmmpyro.inference.posterior_data import ess_bulk, rhat, to_arviz
@@ -396,3 +396,18 @@ def test_rhat_and_ess_agree_with_arviz():
     assert ess_bulk(x) == pytest.approx(float(az.ess(idata, method="bulk")["a"].values), rel=0.02)
     shifted = x + np.array([0.0, 0.0, 0.0, 3.0])[:, None]
     assert rhat(shifted) > 1.1
+
+
+def test_draws_outside_the_trained_range_warn_once():
+    """Data at the edge of the range and a wider prior: one warning about the draws, none per step."""
+    model = trained_toy_model()
+    x_obs = ToyModel().sample(100, [1.45, 0.0], seed=DATA_SEED)
+    priors = {"cx": dist.Uniform(-3.0, 3.0), "cy": dist.Uniform(-1.5, 1.5)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        idata = sample_posterior(model, x_obs, priors, num_samples=60, warmup_steps=60, seed=1, progress=False)
+    outside = float((idata.posterior["cx"].values > 1.5).mean())
+    range_warnings = [str(w.message) for w in caught if issubclass(w.category, OutOfRangeWarning)]
+    assert outside > 0.05  # the model's posterior reaches past cx = 1.5 here
+    assert len(range_warnings) == 1 and range_warnings[0].startswith("posterior draws outside"), range_warnings
+    assert "cx (" in range_warnings[0] and "cy (" not in range_warnings[0]

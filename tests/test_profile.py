@@ -448,3 +448,18 @@ def test_toy_scan_1d_with_two_profiled(toy_nu):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         repr(result)
+
+
+def test_evaluations_outside_the_trained_range_are_quiet_results_are_checked():
+    """A fit's or a chain's intermediate points may leave the range; only the results warn."""
+    from helpers import trained_toy_model
+
+    model = trained_toy_model()
+    x = toy.ToyModel().sample(100, [1.4, 0.0], seed=5)
+    lik = Likelihood(model, x)
+    outside = torch.tensor([[2.0, 0.0], [0.0, -1.8]], dtype=model.dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lik.log_likelihood(outside).shape == (2,) and lik.per_event(outside).shape == (2, 100)
+    with pytest.warns(OutOfRangeWarning, match=r"cx \(1 point\(s\), range \[-1.5, 1.5\]\), cy \(1 point"):
+        lik.check_range(outside)

@@ -54,6 +54,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
@@ -62,7 +63,7 @@ import torch
 from pyro import poutine
 
 from ..distribution import GMMDistribution
-from ..exceptions import ConvergenceWarning, warn
+from ..exceptions import ConvergenceWarning, OutOfRangeWarning, warn
 from ..prepared import register
 from .chains import NUTSConfig, run_chains
 from .likelihood import Likelihood
@@ -132,6 +133,8 @@ def sample_posterior(
     Raises:
         ConvergenceWarning: (a warning) on divergent transitions after warm-up, or on
             rank-normalised R̂ > 1.01 with several chains.
+        OutOfRangeWarning: (a warning, once) if posterior draws lie outside ``model.theta_bounds``,
+            where the learned model extrapolates (narrow the priors to the trained range).
 
     Example:
         >>> import pyro.distributions as dist
@@ -169,26 +172,29 @@ def sample_posterior(
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
     seq = np.random.SeedSequence(seed)
     chain_seeds = [int(c.generate_state(1, np.uint64)[0] % 2**63) for c in seq.spawn(num_chains)]
-    chains = run_chains(
-        _build_pyro_model(lik, sampled, fixed),
-        sampled,
-        lambda values: lik.log_likelihood(lik.theta_from({**fixed, **values})),
-        chain_seeds,
-        num_samples=num_samples,
-        warmup_steps=warmup_steps,
-        config=config,
-        progress=progress,
-        model=model,
-        cuda=torch.device(model.device).type == "cuda" or torch.cuda.is_initialized(),
-    )
+    with warnings.catch_warnings():  # trajectories may leave the trained range: the draws are checked below
+        warnings.simplefilter("ignore", OutOfRangeWarning)
+        chains = run_chains(
+            _build_pyro_model(lik, sampled, fixed),
+            sampled,
+            lambda values: lik.log_likelihood(lik.theta_from({**fixed, **values})),
+            chain_seeds,
+            num_samples=num_samples,
+            warmup_steps=warmup_steps,
+            config=config,
+            progress=progress,
+            model=model,
+            cuda=torch.device(model.device).type == "cuda" or torch.cuda.is_initialized(),
+        )
 
     posterior = {name: np.stack([ch.draws[name] for ch in chains]) for name in sampled}  # C D
+    theta = lik.theta_from({**fixed, **{k: torch.as_tensor(v) for k, v in posterior.items()}})  # C D k
+    lik.check_range(theta, what="posterior draws", names=sampled)
     stats = {k: np.stack([ch.stats[k] for ch in chains]) for k in chains[0].stats}  # C D
     stats["diverging"] = stats["diverging"].astype(bool)
     stats["tree_depth"] = np.floor(np.log2(np.maximum(stats["n_steps"], 1))).astype(np.int64) + 1
     groups = {"posterior": posterior, "sample_stats": stats, "observed_data": {"x": lik.x_obs.cpu().numpy()}}
     if log_likelihood:
-        theta = lik.theta_from({**fixed, **{k: torch.as_tensor(v) for k, v in posterior.items()}})  # C D k
         with torch.no_grad():
             groups["log_likelihood"] = {"x": lik.per_event(theta, weighted=False).cpu().numpy()}  # C D N
     constant = {name: np.asarray(v) for name, v in fixed.items()}

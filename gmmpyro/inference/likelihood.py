@@ -7,6 +7,7 @@ events once (``model.prepare``) and then scores batches of parameter points.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
@@ -202,6 +203,16 @@ class Likelihood:
                 f"theta must be a tensor of shape (..., {self.n_params}) for {self.param_names}, got {shape}"
             )
 
+    def _scores(self, theta: torch.Tensor) -> torch.Tensor:
+        """``ln p(x_i | θ)`` of one chunk ``(b, k)`` → ``(b, N)``.
+
+        Intermediate points of a fit, a scan or a chain may leave the trained range; the model's
+        per-call warning is silenced here and the results are checked once (:meth:`check_range`).
+        """
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OutOfRangeWarning)
+            return self.prepared.log_prob(theta)
+
     def _chunks(self, theta: torch.Tensor) -> Sequence[torch.Tensor]:
         flat = theta.reshape(-1, self.n_params)  # B k
         return flat.split(self.chunk_size) if flat.shape[0] > 0 else [flat]
@@ -213,7 +224,7 @@ class Likelihood:
         ``weighted=False`` the weights are left out: ``ln p(x_i | θ)`` (e.g. for LOO).
         """
         self._check_theta(theta)
-        out = torch.cat([self.prepared.log_prob(c) for c in self._chunks(theta)])  # B N
+        out = torch.cat([self._scores(c) for c in self._chunks(theta)])  # B N
         if weighted and self.weights is not None:
             out = out * self.weights
         return out.reshape(*theta.shape[:-1], self.n_events)
@@ -233,7 +244,7 @@ class Likelihood:
         self._check_theta(theta)
         events = []
         for c in self._chunks(theta):
-            lp = self.prepared.log_prob(c)  # b N
+            lp = self._scores(c)  # b N
             events.append((lp * self.weights).sum(-1) if self.weights is not None else lp.sum(-1))
         total = torch.cat(events).reshape(theta.shape[:-1])  # *batch
         total = total + self.constraint_log_prob(theta)
