@@ -411,3 +411,37 @@ def test_draws_outside_the_trained_range_warn_once():
     assert outside > 0.05  # the model's posterior reaches past cx = 1.5 here
     assert len(range_warnings) == 1 and range_warnings[0].startswith("posterior draws outside"), range_warnings
     assert "cx (" in range_warnings[0] and "cy (" not in range_warnings[0]
+
+
+def test_from_mcmc_of_a_users_model_matches_the_exact_density():
+    """A hand-written Pyro model run with pyro.infer.MCMC: posterior, divergences, observed data,
+    and per-event log-likelihoods equal to the toy's exact log_prob at each draw."""
+    from gmmpyro.inference.bayes import from_mcmc
+
+    toy = ToyModel()
+    x_obs = toy.sample(60, TRUTH, seed=DATA_SEED)
+
+    def user_model(x, scale=1.0):
+        cx = pyro.sample("cx", dist.Uniform(*BOX))
+        cy = pyro.sample("cy", dist.Uniform(*BOX))
+        pyro.factor("penalty", -0.5 * cx**2)  # not an event: left out of log_likelihood
+        with pyro.plate("events", len(x)), pyro.poutine.scale(scale=scale):
+            pyro.sample("x", GMMDistribution(toy, torch.stack([cx, cy], -1)), obs=x)
+
+    pyro.set_rng_seed(0)
+    mcmc = MCMC(NUTS(user_model), num_samples=15, warmup_steps=15, disable_progbar=True)
+    mcmc.run(x_obs, scale=2.0)  # the replay must use the run's arguments
+    idata = from_mcmc(mcmc)
+    cx, cy = idata.posterior["cx"].values, idata.posterior["cy"].values  # 1 15
+    assert cx.shape == (1, 15) and np.array_equal(cx[0], mcmc.get_samples()["cx"].numpy())
+    loglik = idata.log_likelihood["x"].values  # 1 15 60
+    assert loglik.shape == (1, 15, 60) and set(idata.log_likelihood.data_vars) == {"x"}
+    theta = torch.tensor(np.stack([cx[0], cy[0]], -1))  # 15 2
+    exact = toy.log_prob(x_obs, theta[:, None, :]).numpy()  # 15 60, unscaled
+    np.testing.assert_allclose(loglik[0], exact, rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(idata.observed_data["x"].values, x_obs.numpy())
+    divergent = np.zeros(15, dtype=bool)
+    divergent[mcmc.diagnostics()["divergences"]["chain 0"]] = True
+    np.testing.assert_array_equal(idata.sample_stats["diverging"].values[0], divergent)
+    with pytest.raises(ValueError, match="no draws"):
+        from_mcmc(MCMC(NUTS(user_model), num_samples=5, warmup_steps=5))

@@ -66,10 +66,11 @@ from ..distribution import GMMDistribution
 from ..exceptions import ConvergenceWarning, OutOfRangeWarning, warn
 from ..prepared import register
 from .chains import NUTSConfig, run_chains
+from .from_mcmc import from_mcmc
 from .likelihood import Likelihood
 from .posterior_data import ess_bulk, rhat, to_arviz
 
-__all__ = ["NUTSConfig", "sample_posterior"]
+__all__ = ["NUTSConfig", "from_mcmc", "sample_posterior"]
 
 logger = logging.getLogger(__name__)
 

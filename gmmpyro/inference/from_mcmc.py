@@ -1,0 +1,100 @@
+"""ArviZ data from a user's own ``pyro.infer.MCMC`` run: :func:`from_mcmc`.
+
+ArviZ 1.x has no ``from_pyro``, and 0.x's breaks with several chains (sbi #542). This reads
+what Pyro keeps after ``mcmc.run(*args, **kwargs)`` — the draws by chain, the divergences, the
+model and its arguments — and replays the model at every draw to get the per-event
+log-likelihood that ``az.loo`` and ``az.compare`` need.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+
+from .posterior_data import to_arviz
+
+__all__ = ["from_mcmc"]
+
+
+def _observed_sites(trace, latent: set[str]) -> dict[str, dict]:
+    return {
+        name: site
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample"
+        and site["is_observed"]
+        and name not in latent
+        and not isinstance(site["fn"], dist.Unit)  # pyro.factor terms: not events
+    }
+
+
+def from_mcmc(mcmc, *, log_likelihood: bool = True):
+    """ArviZ data (``InferenceData`` on ArviZ 0.x, ``DataTree`` on 1.x) from a finished Pyro MCMC run.
+
+    Groups: ``posterior`` (every latent site, ``(chain, draw, *site shape)``), ``sample_stats``
+    (``diverging``, from ``mcmc.diagnostics()``), ``observed_data`` (every observed site) and,
+    with ``log_likelihood=True``, ``log_likelihood``: the log-density of each observed value at
+    every draw, ``(chain, draw, *batch shape)`` — per event inside a ``pyro.plate``, without
+    ``poutine.scale`` weights; ``pyro.factor`` terms are left out. The model is replayed once
+    per draw for it (``chain × draw`` model calls without gradients).
+
+    Arguments:
+        mcmc: a ``pyro.infer.MCMC`` whose kernel was built from a model (``NUTS(model)``),
+            after ``mcmc.run(...)``; the model is replayed with the same arguments.
+        log_likelihood: also compute the ``log_likelihood`` group.
+
+    Returns:
+        ``arviz.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (ArviZ 1.x).
+
+    Raises:
+        ValueError: the run has no draws yet, or its kernel has no model (``potential_fn``).
+
+    Example:
+        >>> import pyro, pyro.distributions as dist
+        >>> from pyro.infer import MCMC, NUTS
+        >>> def model(x):
+        ...     mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+        ...     with pyro.plate("events", len(x)):
+        ...         pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+        >>> mcmc = MCMC(NUTS(model), num_samples=20, warmup_steps=20, disable_progbar=True)
+        >>> mcmc.run(torch.randn(30))
+        >>> idata = from_mcmc(mcmc)
+        >>> idata["posterior"]["mu"].shape, idata["log_likelihood"]["x"].shape  # chain draw (events)
+        ((1, 20), (1, 20, 30))
+    """
+    model = getattr(mcmc.kernel, "model", None)
+    if model is None:
+        raise ValueError("from_mcmc needs a kernel built from a Pyro model, e.g. NUTS(model), not a potential_fn")
+    draws = mcmc.get_samples(group_by_chain=True)  # name -> C D ...
+    if not draws:
+        raise ValueError("the MCMC run has no draws: call mcmc.run(...) first")
+    args, kwargs = getattr(mcmc, "_args", ()), getattr(mcmc, "_kwargs", {})  # what run() was called with
+    n_chains, n_draws = next(iter(draws.values())).shape[:2]
+
+    diverging = np.zeros((n_chains, n_draws), dtype=bool)
+    for chain, where in enumerate(mcmc.diagnostics().get("divergences", {}).values()):
+        diverging[chain, list(where)] = True
+
+    flat = {name: value.reshape(n_chains * n_draws, *value.shape[2:]) for name, value in draws.items()}
+    groups = {
+        "posterior": {name: value.detach().cpu().numpy() for name, value in draws.items()},
+        "sample_stats": {"diverging": diverging},
+    }
+    with torch.no_grad():
+        replay = poutine.condition(model, data={name: value[0] for name, value in flat.items()})
+        observed = _observed_sites(poutine.trace(replay).get_trace(*args, **kwargs), set(draws))
+        groups["observed_data"] = {name: site["value"].detach().cpu().numpy() for name, site in observed.items()}
+        if log_likelihood and observed:
+            per_draw = {name: [] for name in observed}
+            for i in range(n_chains * n_draws):
+                replay = poutine.condition(model, data={name: value[i] for name, value in flat.items()})
+                trace = poutine.trace(replay).get_trace(*args, **kwargs)
+                for name in observed:
+                    site = trace.nodes[name]
+                    per_draw[name].append(site["fn"].log_prob(site["value"]))
+            groups["log_likelihood"] = {
+                name: torch.stack(values).reshape(n_chains, n_draws, *values[0].shape).cpu().numpy()
+                for name, values in per_draw.items()
+            }
+    return to_arviz(groups, attrs={"posterior": {"sampler": type(mcmc.kernel).__name__}})
