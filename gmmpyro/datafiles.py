@@ -7,6 +7,7 @@ a header line of column names. ``.parquet`` needs pyarrow (``pip install pyarrow
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -86,17 +87,31 @@ def read_columns(path: str | Path, *, names: Mapping[str, Sequence[str]] | None 
 
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
-    with open(path, encoding="utf-8") as handle:
-        header = [name.strip().strip('"') for name in handle.readline().strip().split(",")]
-    if not any(header):
-        raise ValueError(f"{path}: the first line must name the columns")
+    """``{column name: (N,) array}`` of a comma-separated file with a header line.
+
+    The header may start with ``#`` (as ``np.savetxt(..., header=...)`` writes it) and names may
+    be quoted; a byte-order mark is ignored; values may be quoted.
+    """
+    with open(path, encoding="utf-8-sig") as handle:
+        header = next(csv.reader([handle.readline().strip().removeprefix("#").strip()]), [])
+        has_data = any(line.strip() for line in handle)
+    header = [name.strip() for name in header]
+    if not header or not all(header):
+        raise ValueError(f"{path}: the first line must name every column, got {header}")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{path}: repeated column name(s) {repeated}")
+    if not has_data:
+        raise ValueError(f"{path}: no events below the header")
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64, encoding="utf-8")
+        table = np.loadtxt(
+            path, delimiter=",", quotechar='"', skiprows=1, ndmin=2, dtype=np.float64, encoding="utf-8-sig"
+        )
     except ValueError as error:
         raise ValueError(f"{path}: cannot read a number for every column ({error})") from error
-    if table.size and table.shape[1] != len(header):
+    if table.shape[1] != len(header):
         raise ValueError(f"{path}: {table.shape[1]} values per line but {len(header)} column names")
-    return {name: table[:, j] if table.size else np.empty(0) for j, name in enumerate(header)}
+    return {name: table[:, j] for j, name in enumerate(header)}
 
 
 def select_columns(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 import torch
 from torch import nn
 
-from .exceptions import OutOfRangeWarning, warn
+from .exceptions import OutOfRangeWarning, range_warnings_enabled, warn
 from .mixture import mixture_log_prob, sample_mixture
 from .networks import CategoricalNetwork, GaussianMixtureNetwork, NetworkConfig
 from .observables import Observable
@@ -185,7 +185,10 @@ class DensityModel(nn.Module):
         return torch.as_tensor(value, device=self.device, dtype=self.dtype)
 
     def check_theta(self, theta) -> torch.Tensor:
-        """Validate ``theta (*, k)``: shape and finiteness raise, outside the training range warns."""
+        """Validate ``theta (*, k)``: shape and finiteness raise, outside the training range warns.
+
+        The warning is skipped inside :func:`gmmpyro.exceptions.results_checked_by_caller`.
+        """
         theta = self._as_tensor(theta)
         k = len(self.params)
         if theta.dim() == 0 or theta.shape[-1] != k:
@@ -194,7 +197,7 @@ class DensityModel(nn.Module):
             )
         if not torch.isfinite(theta).all():
             raise ValueError("theta contains NaN or inf")
-        if self.projection is not None:
+        if self.projection is not None and range_warnings_enabled():
             detached = theta.detach()
             low, high = self.theta_low.to(self.dtype), self.theta_high.to(self.dtype)
             outside = ((detached < low) | (detached > high)).reshape(-1, k).any(0)

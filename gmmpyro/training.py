@@ -159,14 +159,11 @@ def _validated_inputs(model, x, theta, weights) -> tuple[torch.Tensor, torch.Ten
     return x, theta, weights
 
 
-_MIN_REFERENCE_EVENTS = 50
-
-
 def _reference_mask(model, theta: torch.Tensor, reference) -> torch.Tensor:
     """Events at ``θ_ref``: a boolean mask, a θ value, or (``None``) the point nearest the centre.
 
-    With ``None`` and ``θ`` not on a grid (drawn from a prior, so the nearest point holds fewer
-    than ``_MIN_REFERENCE_EVENTS`` events) every event defines the projection.
+    With ``None`` and ``θ`` not on a grid (more distinct points than half the events, as when
+    ``θ`` is drawn from a prior) every event defines the projection.
     """
     if reference is not None:
         reference = torch.as_tensor(reference)
@@ -180,13 +177,11 @@ def _reference_mask(model, theta: torch.Tensor, reference) -> torch.Tensor:
         low, high = theta.min(0).values, theta.max(0).values
         if reference is None:
             points = torch.unique(theta, dim=0)
+            if 2 * points.shape[0] > theta.shape[0]:
+                logger.info("θ is not on a grid: the projection is fitted on all %d events", theta.shape[0])
+                return torch.ones(theta.shape[0], dtype=torch.bool)
             distance = (((points - (low + high) / 2) / (high - low)) ** 2).sum(-1)
-            nearest = points[distance.argmin()]
-            mask = (theta == nearest).all(-1)
-            if int(mask.sum()) >= _MIN_REFERENCE_EVENTS:
-                return mask
-            logger.info("θ is not on a grid: the projection is fitted on all %d events", theta.shape[0])
-            return torch.ones_like(mask)
+            reference = points[distance.argmin()]
         reference = reference.to(torch.float64)
         if reference.shape != (len(model.params),):
             raise ValueError(f"reference must be a θ value of shape ({len(model.params)},) or a boolean mask")
@@ -326,8 +321,8 @@ def train(
         weights: optional Monte-Carlo weights ``(N,)``, non-negative.
         reference: the events that define the projection: a θ value ``(k,)``, a boolean
             mask ``(N,)``, or ``None``: the simulated point nearest the centre of the range, or
-            all events when ``θ`` is not on a grid (fewer than 50 events at that point, e.g.
-            ``θ`` drawn from a prior).
+            all events when ``θ`` is not on a grid (more distinct points than half the events,
+            e.g. ``θ`` drawn from a prior).
         config: a :class:`TrainingConfig`.
         progress: show a tqdm progress bar (per epoch: losses and learning rate).
         callback: called as ``callback(epoch, history)`` after every epoch; returning

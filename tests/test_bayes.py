@@ -414,34 +414,55 @@ def test_draws_outside_the_trained_range_warn_once():
 
 
 def test_from_mcmc_of_a_users_model_matches_the_exact_density():
-    """A hand-written Pyro model run with pyro.infer.MCMC: posterior, divergences, observed data,
-    and per-event log-likelihoods equal to the toy's exact log_prob at each draw."""
+    """A hand-written Pyro model run with pyro.infer.MCMC: posterior, observed data, and per-event
+    log-likelihoods equal to the toy's exact log_prob at each draw; factor and deterministic sites
+    left out; the run's keyword arguments reach the replay."""
     from gmmpyro.inference.bayes import from_mcmc
 
     toy = ToyModel()
     x_obs = toy.sample(60, TRUTH, seed=DATA_SEED)
 
-    def user_model(x, scale=1.0):
+    def user_model(x, n_used=None):
         cx = pyro.sample("cx", dist.Uniform(*BOX))
         cy = pyro.sample("cy", dist.Uniform(*BOX))
-        pyro.factor("penalty", -0.5 * cx**2)  # not an event: left out of log_likelihood
-        with pyro.plate("events", len(x)), pyro.poutine.scale(scale=scale):
-            pyro.sample("x", GMMDistribution(toy, torch.stack([cx, cy], -1)), obs=x)
+        pyro.deterministic("c_norm", torch.sqrt(cx**2 + cy**2))  # not data
+        pyro.factor("penalty", -0.5 * cx**2)  # not an event
+        events = x[:n_used]
+        with pyro.plate("events", len(events)):
+            pyro.sample("x", GMMDistribution(toy, torch.stack([cx, cy], -1)), obs=events)
 
     pyro.set_rng_seed(0)
     mcmc = MCMC(NUTS(user_model), num_samples=15, warmup_steps=15, disable_progbar=True)
-    mcmc.run(x_obs, scale=2.0)  # the replay must use the run's arguments
+    mcmc.run(x_obs, n_used=40)  # the replay must see n_used: 40 events, not 60
     idata = from_mcmc(mcmc)
     cx, cy = idata.posterior["cx"].values, idata.posterior["cy"].values  # 1 15
     assert cx.shape == (1, 15) and np.array_equal(cx[0], mcmc.get_samples()["cx"].numpy())
-    loglik = idata.log_likelihood["x"].values  # 1 15 60
-    assert loglik.shape == (1, 15, 60) and set(idata.log_likelihood.data_vars) == {"x"}
+    assert set(idata.log_likelihood.data_vars) == set(idata.observed_data.data_vars) == {"x"}
+    loglik = idata.log_likelihood["x"].values  # 1 15 40
+    assert loglik.shape == (1, 15, 40)
     theta = torch.tensor(np.stack([cx[0], cy[0]], -1))  # 15 2
-    exact = toy.log_prob(x_obs, theta[:, None, :]).numpy()  # 15 60, unscaled
+    exact = toy.log_prob(x_obs[:40], theta[:, None, :]).numpy()  # 15 40
     np.testing.assert_allclose(loglik[0], exact, rtol=1e-10, atol=1e-10)
-    np.testing.assert_array_equal(idata.observed_data["x"].values, x_obs.numpy())
-    divergent = np.zeros(15, dtype=bool)
-    divergent[mcmc.diagnostics()["divergences"]["chain 0"]] = True
-    np.testing.assert_array_equal(idata.sample_stats["diverging"].values[0], divergent)
+    np.testing.assert_array_equal(idata.observed_data["x"].values, x_obs[:40].numpy())
     with pytest.raises(ValueError, match="no draws"):
         from_mcmc(MCMC(NUTS(user_model), num_samples=5, warmup_steps=5))
+
+
+def test_from_mcmc_marks_divergent_draws():
+    """A fixed, far too large step size: most transitions diverge, and exactly those are marked."""
+    from gmmpyro.inference.bayes import from_mcmc
+
+    def model(x):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("events", len(x)):
+            pyro.sample("x", dist.Normal(mu, 0.01), obs=x)
+
+    pyro.set_rng_seed(1)
+    kernel = NUTS(model, step_size=5.0, adapt_step_size=False)
+    mcmc = MCMC(kernel, num_samples=20, warmup_steps=0, disable_progbar=True)
+    mcmc.run(torch.zeros(50))
+    divergent = np.zeros(20, dtype=bool)
+    divergent[mcmc.diagnostics()["divergences"]["chain 0"]] = True
+    assert divergent.any()  # the case under test: draws that diverge
+    marked = from_mcmc(mcmc, log_likelihood=False).sample_stats["diverging"].values[0]
+    np.testing.assert_array_equal(marked, divergent)

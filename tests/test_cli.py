@@ -136,6 +136,37 @@ def test_bad_files_and_columns_give_clear_errors(toy_files, tmp_path):
         main(["infer", "model.gmm", "--events", str(toy_files / "observed.npz")])
 
 
+@pytest.mark.parametrize(
+    ("text", "columns"),
+    [
+        ("# m,pt\n1,2\n3,4\n", {"m": [1.0, 3.0], "pt": [2.0, 4.0]}),  # np.savetxt's header
+        ("\ufeffm,pt\n1,2\n", {"m": [1.0], "pt": [2.0]}),  # byte-order mark (spreadsheets)
+        ('"m","pt"\n"1","2"\n3,4\n', {"m": [1.0, 3.0], "pt": [2.0, 4.0]}),  # quoted names and values
+    ],
+)
+def test_csv_variants_are_read(tmp_path, text, columns):
+    path = tmp_path / "events.csv"
+    path.write_text(text, encoding="utf-8")
+    assert {name: values.tolist() for name, values in read_columns(path).items()} == columns
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("m,m\n1,2\n", r"repeated column name\(s\) \['m'\]"),
+        ("m,pt\n", "no events below the header"),
+        ("m,pt\n1,zero\n", "cannot read a number for every column"),
+        ("m,pt\n1,2,3\n", "3 values per line but 2 column names"),
+        ("", "the first line must name every column"),
+    ],
+)
+def test_bad_csv_files_are_named(tmp_path, text, message):
+    path = tmp_path / "events.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        read_columns(path)
+
+
 @pytest.mark.filterwarnings("ignore::gmmpyro.exceptions.GmmpyroWarning")
 def test_demo_runs_end_to_end_and_reproduces(tmp_path):
     first = run_demo(tmp_path / "a", settings=TINY_DEMO, seed=3, progress=False)

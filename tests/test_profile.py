@@ -463,3 +463,8 @@ def test_evaluations_outside_the_trained_range_are_quiet_results_are_checked():
         assert lik.log_likelihood(outside).shape == (2,) and lik.per_event(outside).shape == (2, 100)
     with pytest.warns(OutOfRangeWarning, match=r"cx \(1 point\(s\), range \[-1.5, 1.5\]\), cy \(1 point"):
         lik.check_range(outside)
+    filters = list(warnings.filters)
+    lik.log_likelihood(outside)
+    assert warnings.filters == filters  # no filter switched: other threads keep their warnings
+    with pytest.warns(OutOfRangeWarning, match=r"\['cx'\]"):
+        model.log_prob(x[:2], outside[0])  # direct calls still warn

@@ -8,9 +8,13 @@ from gmmpyro._progress import progress_bar
 
 
 def test_progress_switch():
-    assert progress_bar(range(2), progress=False).disable is True
+    off = progress_bar(range(2), progress=False)
+    assert off.disable is True
+    off.close()
     if "TQDM_DISABLE" not in os.environ:
-        assert progress_bar(range(2), progress=True).disable is False
+        on = progress_bar(range(2), progress=True)
+        assert on.disable is False
+        on.close()
 
 
 def test_tqdm_disable_environment_wins_over_progress_true():

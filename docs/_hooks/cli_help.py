@@ -17,8 +17,12 @@ _WIDTH = "100"
 
 def _help(parser: argparse.ArgumentParser, argv: list[str]) -> str:
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        parser.parse_args([*argv, "--help"])
+    try:
+        with contextlib.redirect_stdout(out):
+            parser.parse_args([*argv, "--help"])
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise RuntimeError(f"gmmpyro {' '.join(argv)} --help failed with status {done.code}") from done
     return out.getvalue().rstrip()
 
 

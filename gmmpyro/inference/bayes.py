@@ -54,7 +54,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
@@ -63,7 +62,7 @@ import torch
 from pyro import poutine
 
 from ..distribution import GMMDistribution
-from ..exceptions import ConvergenceWarning, OutOfRangeWarning, warn
+from ..exceptions import ConvergenceWarning, results_checked_by_caller, warn
 from ..prepared import register
 from .chains import NUTSConfig, run_chains
 from .from_mcmc import from_mcmc
@@ -173,8 +172,7 @@ def sample_posterior(
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
     seq = np.random.SeedSequence(seed)
     chain_seeds = [int(c.generate_state(1, np.uint64)[0] % 2**63) for c in seq.spawn(num_chains)]
-    with warnings.catch_warnings():  # trajectories may leave the trained range: the draws are checked below
-        warnings.simplefilter("ignore", OutOfRangeWarning)
+    with results_checked_by_caller():  # trajectories may leave the trained range: the draws are checked below
         chains = run_chains(
             _build_pyro_model(lik, sampled, fixed),
             sampled,

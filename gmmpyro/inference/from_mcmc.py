@@ -9,24 +9,37 @@ log-likelihood that ``az.loo`` and ``az.compare`` need.
 from __future__ import annotations
 
 import numpy as np
-import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_factor, site_is_subsample
 
+from ..exceptions import warn
 from .posterior_data import to_arviz
 
 __all__ = ["from_mcmc"]
 
 
-def _observed_sites(trace, latent: set[str]) -> dict[str, dict]:
-    return {
-        name: site
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample"
-        and site["is_observed"]
-        and name not in latent
-        and not isinstance(site["fn"], dist.Unit)  # pyro.factor terms: not events
-    }
+def _data_sites(trace, latent: set[str]) -> dict[str, dict]:
+    """The observed sample sites that hold data: not ``pyro.deterministic``, not ``pyro.factor``.
+
+    Raises ``ValueError`` for latent sites the run has no draws of (they would be drawn afresh
+    from their priors at every replay).
+    """
+    data, missing = {}, []
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or name in latent or site_is_subsample(site):  # plates record a site
+            continue
+        infer = site.get("infer") or {}
+        if not site["is_observed"]:
+            missing.append(name)
+        elif not (infer.get("_deterministic") or site_is_factor(site)):
+            data[name] = site
+    if missing:
+        raise ValueError(
+            f"latent site(s) {missing} have no draws in the MCMC run (enumerated or sampled outside it); "
+            "their log-likelihood cannot be replayed"
+        )
+    return data
 
 
 def from_mcmc(mcmc, *, log_likelihood: bool = True):
@@ -36,7 +49,7 @@ def from_mcmc(mcmc, *, log_likelihood: bool = True):
     (``diverging``, from ``mcmc.diagnostics()``), ``observed_data`` (every observed site) and,
     with ``log_likelihood=True``, ``log_likelihood``: the log-density of each observed value at
     every draw, ``(chain, draw, *batch shape)`` — per event inside a ``pyro.plate``, without
-    ``poutine.scale`` weights; ``pyro.factor`` terms are left out. The model is replayed once
+    ``poutine.scale`` weights; ``pyro.factor`` and ``pyro.deterministic`` sites are left out. The model is replayed once
     per draw for it (``chain × draw`` model calls without gradients).
 
     Arguments:
@@ -48,7 +61,8 @@ def from_mcmc(mcmc, *, log_likelihood: bool = True):
         ``arviz.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (ArviZ 1.x).
 
     Raises:
-        ValueError: the run has no draws yet, or its kernel has no model (``potential_fn``).
+        ValueError: the run has no draws yet, its kernel has no model (``potential_fn``), or
+            the model has latent sites without draws (e.g. enumerated discrete sites).
 
     Example:
         >>> import pyro, pyro.distributions as dist
@@ -69,7 +83,8 @@ def from_mcmc(mcmc, *, log_likelihood: bool = True):
     draws = mcmc.get_samples(group_by_chain=True)  # name -> C D ...
     if not draws:
         raise ValueError("the MCMC run has no draws: call mcmc.run(...) first")
-    args, kwargs = getattr(mcmc, "_args", ()), getattr(mcmc, "_kwargs", {})  # what run() was called with
+    # Pyro keeps the arguments of the last run() only privately (ArviZ's from_pyro reads them too)
+    args, kwargs = getattr(mcmc, "_args", ()), getattr(mcmc, "_kwargs", {})
     n_chains, n_draws = next(iter(draws.values())).shape[:2]
 
     diverging = np.zeros((n_chains, n_draws), dtype=bool)
@@ -83,8 +98,10 @@ def from_mcmc(mcmc, *, log_likelihood: bool = True):
     }
     with torch.no_grad():
         replay = poutine.condition(model, data={name: value[0] for name, value in flat.items()})
-        observed = _observed_sites(poutine.trace(replay).get_trace(*args, **kwargs), set(draws))
+        observed = _data_sites(poutine.trace(replay).get_trace(*args, **kwargs), set(draws))
         groups["observed_data"] = {name: site["value"].detach().cpu().numpy() for name, site in observed.items()}
+        if log_likelihood and not observed:
+            warn("the model has no observed sample sites (only pyro.factor terms?): no log_likelihood group")
         if log_likelihood and observed:
             per_draw = {name: [] for name in observed}
             for i in range(n_chains * n_draws):
@@ -92,9 +109,9 @@ def from_mcmc(mcmc, *, log_likelihood: bool = True):
                 trace = poutine.trace(replay).get_trace(*args, **kwargs)
                 for name in observed:
                     site = trace.nodes[name]
-                    per_draw[name].append(site["fn"].log_prob(site["value"]))
+                    per_draw[name].append(site["fn"].log_prob(site["value"]).cpu())  # off the GPU: C·D·N numbers
             groups["log_likelihood"] = {
-                name: torch.stack(values).reshape(n_chains, n_draws, *values[0].shape).cpu().numpy()
+                name: torch.stack(values).reshape(n_chains, n_draws, *values[0].shape).numpy()
                 for name, values in per_draw.items()
             }
     return to_arviz(groups, attrs={"posterior": {"sampler": type(mcmc.kernel).__name__}})

@@ -7,12 +7,11 @@ events once (``model.prepare``) and then scores batches of parameter points.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from ..exceptions import OutOfRangeWarning, warn
+from ..exceptions import OutOfRangeWarning, results_checked_by_caller, warn
 from ..observables import check_events
 
 __all__ = ["Likelihood"]
@@ -33,7 +32,9 @@ class Likelihood:
 
     The θ-independent work on the events is done once, by ``model.prepare(x_obs)``; every
     evaluation then scores a batch of parameter points, split into chunks of at most
-    ``chunk_size`` points per model call to bound memory.
+    ``chunk_size`` points per model call to bound memory. Evaluations do not warn about ``θ``
+    outside the trained range (a fit's steps or a chain may pass there); check the results
+    with :meth:`check_range`, as ``fit``, ``scan`` and ``sample_posterior`` do.
 
     Arguments:
         model: a :class:`~gmmpyro.protocols.ConditionalDensity`.
@@ -209,8 +210,7 @@ class Likelihood:
         Intermediate points of a fit, a scan or a chain may leave the trained range; the model's
         per-call warning is silenced here and the results are checked once (:meth:`check_range`).
         """
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OutOfRangeWarning)
+        with results_checked_by_caller():
             return self.prepared.log_prob(theta)
 
     def _chunks(self, theta: torch.Tensor) -> Sequence[torch.Tensor]:

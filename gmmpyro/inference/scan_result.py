@@ -163,9 +163,7 @@ class ProfileScan:
         above = spline(fine) > thr
         i0 = int(np.argmin(spline(fine)))
         if above[i0]:  # only where the valid points miss the minimum, e.g. failed conditional fits
-            warn(
-                f"q({name}) stays above {thr:.3g} on its valid points: no interval", GmmpyroWarning
-            )
+            warn(f"q({name}) stays above {thr:.3g} on its valid points: no interval", GmmpyroWarning)
             return math.nan, math.nan
         ends = []
         for side, idx in (("lower", np.nonzero(above[:i0])[0]), ("upper", i0 + np.nonzero(above[i0:])[0])):

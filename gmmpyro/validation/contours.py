@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..exceptions import ConvergenceWarning, warn
+from ..exceptions import ConvergenceWarning, GmmpyroWarning, warn
 from ._result import ValidationResult, as_numpy, fmt
 
 __all__ = ["ContourAgreement", "contour_agreement", "region_iou"]
@@ -326,7 +326,6 @@ def contour_agreement(
         (1.0, 0.0, (1, 21))
     """
     from .._progress import progress_bar
-    from ..exceptions import GmmpyroWarning
     from ..inference.profile import scan
     from ..inference.scan_result import delta_q
 
