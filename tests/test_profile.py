@@ -468,3 +468,17 @@ def test_evaluations_outside_the_trained_range_are_quiet_results_are_checked():
     assert warnings.filters == filters  # no filter switched: other threads keep their warnings
     with pytest.warns(OutOfRangeWarning, match=r"\['cx'\]"):
         model.log_prob(x[:2], outside[0])  # direct calls still warn
+
+
+def test_parabola_refinement_is_quiet_on_masked_points():
+    """Rows with an inf (masked) point fall back to the middle value without numpy warnings."""
+    from gmmpyro.inference.scan_result import _parabola_min
+
+    x = np.array([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [-1.0, 0.5, 2.0]])
+    y = np.array([[np.inf, 1.0, 4.0], [1.0, 0.0, 1.0], [4.0, 0.0, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vertex = _parabola_min(x, y)
+    # third row: the parabola through (-1, 4), (0.5, 0), (2, 1), its minimum from the closed form
+    a, b, c = np.polyfit(x[2], y[2], 2)
+    np.testing.assert_allclose(vertex, [1.0, 0.0, c - b**2 / (4 * a)], rtol=1e-12)

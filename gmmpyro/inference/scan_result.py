@@ -44,11 +44,11 @@ def _readonly(a) -> np.ndarray:
 
 def _parabola_min(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Vertex value of the parabolas through three points per row; ``x, y (n, 3)`` → ``(n,)``."""
-    s01 = (y[:, 1] - y[:, 0]) / (x[:, 1] - x[:, 0])
-    s12 = (y[:, 2] - y[:, 1]) / (x[:, 2] - x[:, 1])
-    a = (s12 - s01) / (x[:, 2] - x[:, 0])
-    b = s01 - a * (x[:, 0] + x[:, 1])
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # masked (inf/NaN) points: fall back to y[:, 1]
+        s01 = (y[:, 1] - y[:, 0]) / (x[:, 1] - x[:, 0])
+        s12 = (y[:, 2] - y[:, 1]) / (x[:, 2] - x[:, 1])
+        a = (s12 - s01) / (x[:, 2] - x[:, 0])
+        b = s01 - a * (x[:, 0] + x[:, 1])
         xv = -b / (2 * a)
         vertex = y[:, 0] + s01 * (xv - x[:, 0]) + a * (xv - x[:, 0]) * (xv - x[:, 1])
     inside = (a > 0) & (xv >= x[:, 0]) & (xv <= x[:, 2]) & np.isfinite(vertex)
