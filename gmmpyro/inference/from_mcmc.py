@@ -49,8 +49,8 @@ def from_mcmc(mcmc, *, log_likelihood: bool = True):
     (``diverging``, from ``mcmc.diagnostics()``), ``observed_data`` (every observed site) and,
     with ``log_likelihood=True``, ``log_likelihood``: the log-density of each observed value at
     every draw, ``(chain, draw, *batch shape)`` — per event inside a ``pyro.plate``, without
-    ``poutine.scale`` weights; ``pyro.factor`` and ``pyro.deterministic`` sites are left out. The model is replayed once
-    per draw for it (``chain × draw`` model calls without gradients).
+    ``poutine.scale`` weights; ``pyro.factor`` and ``pyro.deterministic`` sites are left out.
+    The model is replayed once per draw for it (``chain × draw`` model calls without gradients).
 
     Arguments:
         mcmc: a ``pyro.infer.MCMC`` whose kernel was built from a model (``NUTS(model)``),
@@ -96,17 +96,21 @@ def from_mcmc(mcmc, *, log_likelihood: bool = True):
         "posterior": {name: value.detach().cpu().numpy() for name, value in draws.items()},
         "sample_stats": {"diverging": diverging},
     }
+
+    def replay(i: int) -> poutine.Trace:
+        conditioned = poutine.condition(model, data={name: value[i] for name, value in flat.items()})
+        return poutine.trace(conditioned).get_trace(*args, **kwargs)
+
     with torch.no_grad():
-        replay = poutine.condition(model, data={name: value[0] for name, value in flat.items()})
-        observed = _data_sites(poutine.trace(replay).get_trace(*args, **kwargs), set(draws))
+        first = replay(0)
+        observed = _data_sites(first, set(draws))
         groups["observed_data"] = {name: site["value"].detach().cpu().numpy() for name, site in observed.items()}
         if log_likelihood and not observed:
             warn("the model has no observed sample sites (only pyro.factor terms?): no log_likelihood group")
         if log_likelihood and observed:
             per_draw = {name: [] for name in observed}
             for i in range(n_chains * n_draws):
-                replay = poutine.condition(model, data={name: value[i] for name, value in flat.items()})
-                trace = poutine.trace(replay).get_trace(*args, **kwargs)
+                trace = first if i == 0 else replay(i)
                 for name in observed:
                     site = trace.nodes[name]
                     per_draw[name].append(site["fn"].log_prob(site["value"]).cpu())  # off the GPU: C·D·N numbers
