@@ -5,9 +5,9 @@
 ``θ`` so that it composes with plain Pyro: ``pyro.plate`` for i.i.d. events, other sample
 sites, ``poutine`` handlers, NUTS.
 
-Observed tensors scored again and again (NUTS) take a fast path: the θ-independent work
-on the events is done once by ``model.prepare`` and kept in a small cache on the model,
-see :mod:`gmmpyro.prepared`.
+Observed events scored again and again (NUTS) take an explicit fast path: prepare them
+once with ``prepared = model.prepare(x_obs)`` and build the distribution with
+``model.distribution(theta, prepared=prepared)``; see :mod:`gmmpyro.prepared`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from .prepared import lookup
 from .protocols import ConditionalDensity, PreparedEvents
 
 __all__ = ["GMMDistribution", "ProductSupport"]
@@ -84,14 +83,17 @@ class GMMDistribution(TorchDistribution):
     Pyro's usual ``ValueError``, with ``validate_args=False`` their log density is ``-inf``.
     ``log_prob`` is differentiable in ``θ``; there is no ``rsample`` (events may be discrete).
 
-    Observed tensors scored repeatedly reuse ``model.prepare`` (see the module docstring);
-    a batch of ``θ`` of shape ``(G, 1, k)`` against events ``(N, d)`` scores all
-    ``G × N`` pairs in one pass.
+    With ``prepared`` (from ``model.prepare(x_obs)``) the distribution scores exactly those
+    events, paying only the per-θ work; any other value raises a ``ValueError``. A batch of
+    ``θ`` of shape ``(G, 1, k)`` against events ``(N, d)`` scores all ``G × N`` pairs in one
+    pass.
 
     Arguments:
         model: a :class:`~gmmpyro.protocols.ConditionalDensity`.
         theta: parameters, shape ``(*batch, k)`` in the order of ``model.params``; converted
             to the model's dtype and device (differentiably).
+        prepared: the prepared observed events (:class:`~gmmpyro.protocols.PreparedEvents`)
+            this distribution will score, or ``None`` to score any events directly.
         validate_args: as for every ``torch.distributions.Distribution``; ``None`` follows
             torch's global default.
 
@@ -112,13 +114,24 @@ class GMMDistribution(TorchDistribution):
         >>> tr = pyro.poutine.trace(model).get_trace(x)
         >>> tr.nodes["x"]["fn"].batch_shape
         torch.Size([3])
+        >>> prepared = toy.prepare(x)  # the fast path for events scored at many θ
+        >>> fast = GMMDistribution(toy, torch.tensor([0.5, -0.5]), prepared=prepared)
+        >>> torch.allclose(fast.log_prob(prepared.events), d.log_prob(x))
+        True
     """
 
     arg_constraints = {"theta": constraints.real_vector}  # noqa: RUF012 (torch's class-attribute API)
     has_rsample = False
     has_enumerate_support = False
 
-    def __init__(self, model: ConditionalDensity, theta, *, validate_args: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: ConditionalDensity,
+        theta,
+        *,
+        prepared: PreparedEvents | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
         if not isinstance(model, ConditionalDensity):
             raise TypeError(
                 f"model must implement gmmpyro.protocols.ConditionalDensity (observables, params, "
@@ -130,8 +143,17 @@ class GMMDistribution(TorchDistribution):
             raise ValueError(
                 f"theta must have shape (..., {k}) for params {tuple(model.params)}, got {tuple(theta.shape)}"
             )
+        if prepared is not None:
+            if not isinstance(prepared, PreparedEvents):
+                raise TypeError(
+                    "prepared must come from model.prepare(x) (with events, n_events, log_prob), "
+                    f"got {type(prepared).__name__}"
+                )
+            if getattr(prepared, "model", model) is not model:
+                raise ValueError("prepared events belong to another model: prepare them with this model")
         self.model = model
         self.theta = theta
+        self.prepared = prepared
         super().__init__(theta.shape[:-1], torch.Size([len(model.observables)]), validate_args=validate_args)
 
     def __repr__(self) -> str:
@@ -158,6 +180,7 @@ class GMMDistribution(TorchDistribution):
             ) from err
         new.model = self.model
         new.theta = theta
+        new.prepared = self.prepared
         super(GMMDistribution, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -178,9 +201,6 @@ class GMMDistribution(TorchDistribution):
         """``log p(value | θ)``, shape ``broadcast(value.shape[:-1], batch_shape)``; ``-inf`` off support."""
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
-        entry = lookup(self.model, value)
-        if self._validate_args and not (entry is not None and entry.valid):
-            self._validate_sample(value)
         out_shape = _broadcast_shapes(value.shape[:-1], self.batch_shape)
         if out_shape is None:
             raise ValueError(
@@ -188,12 +208,30 @@ class GMMDistribution(TorchDistribution):
                 f"batch_shape {tuple(self.batch_shape)}"
             )
         theta = _compact(self.theta)  # stride-0 (expanded) batch dims back to size 1
-        lp = None
-        if entry is not None and entry.prepared is not None:
-            lp = _prepared_log_prob(entry.prepared, theta, value.shape[:-1])
+        if self.prepared is None:
+            if self._validate_args:
+                self._validate_sample(value)
+            return self._direct_log_prob(value, theta).expand(out_shape)
+        self._check_prepared(value)
+        lp = _prepared_log_prob(self.prepared, theta, value.shape[:-1])
         if lp is None:
-            lp = self._direct_log_prob(value, theta)
+            raise ValueError(
+                f"θ of batch shape {tuple(theta.shape[:-1])} varies along the same dims as the prepared events "
+                f"{tuple(value.shape[:-1])}: build the distribution without prepared= to score per-event θ"
+            )
         return lp.expand(out_shape)
+
+    def _check_prepared(self, value: torch.Tensor) -> None:
+        """Refuse values other than the prepared events (identity is the cheap common case)."""
+        events = self.prepared.events
+        if value is not events and not _same_events(value, events):
+            raise ValueError(
+                f"this distribution scores the {self.prepared.n_events} prepared events only, got a value of shape "
+                f"{tuple(value.shape)} with other events: pass prepared.events, or build the distribution "
+                f"without prepared="
+            )
+        if self._validate_args and not getattr(self.prepared, "all_inside", True):
+            self._validate_sample(value)
 
     def _direct_log_prob(self, value: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         x = value.to(dtype=self.model.dtype, device=self.model.device)
@@ -222,6 +260,14 @@ def _broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> torch.Size | None:
             return None
         out.append(j if i == 1 else i)
     return torch.Size(out)
+
+
+def _same_events(value: torch.Tensor, events: torch.Tensor) -> bool:
+    """Whether ``value`` holds the prepared ``events (N, d)`` (in any batch layout, after dtype conversion)."""
+    if value.numel() != events.numel() or value.shape[-1] != events.shape[-1]:
+        return False
+    converted = value.detach().to(dtype=events.dtype, device=events.device).reshape(events.shape)
+    return torch.equal(converted, events)
 
 
 def _compact(theta: torch.Tensor) -> torch.Tensor:

@@ -10,15 +10,16 @@ from torch import nn
 
 from .exceptions import OutOfRangeWarning, range_warnings_enabled, warn
 from .mixture import mixture_log_prob, sample_mixture
-from .networks import CategoricalNetwork, GaussianMixtureNetwork, NetworkConfig
+from .networks import NetworkConfig, factor_network
 from .observables import Observable
+from .prepared import PreparedModelEvents
 from .projection import LatentProjection
 
 if TYPE_CHECKING:
     from .distribution import GMMDistribution
     from .training import TrainingConfig, TrainingHistory
 
-__all__ = ["DensityModel", "MixtureComponents", "PreparedModelEvents"]
+__all__ = ["DensityModel", "MixtureComponents"]
 
 Space = Literal["data", "latent"]
 
@@ -91,13 +92,16 @@ class DensityModel(nn.Module):
         self.order = self._resolve_order(order)
         self.latent_range = (-5.0, 5.0)
         k = len(self.params)
-        self.networks = nn.ModuleList()
-        for position, column in enumerate(self.order):
-            obs = self.observables[column]
-            if obs.discrete:
-                self.networks.append(CategoricalNetwork(k, position, obs.n_categories, self.config))
-            else:
-                self.networks.append(GaussianMixtureNetwork(k, position, self.config, self.latent_range))
+        self.networks = nn.ModuleList(
+            factor_network(
+                self.config,
+                k,
+                position,
+                self.observables[column].n_categories if self.observables[column].discrete else None,
+                self.latent_range,
+            )
+            for position, column in enumerate(self.order)
+        )
         self.register_buffer("theta_low", torch.full((k,), float("nan"), dtype=torch.float64))
         self.register_buffer("theta_high", torch.full((k,), float("nan"), dtype=torch.float64))
         object.__setattr__(self, "projection", None)
@@ -129,7 +133,7 @@ class DensityModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         """The floating-point type of the networks."""
-        return self.networks[0].theta_branch.weight.dtype
+        return next(self.networks.parameters()).dtype
 
     @property
     def is_fitted(self) -> bool:
@@ -152,7 +156,7 @@ class DensityModel(nn.Module):
         # projection is deliberately not a submodule, so only its device follows the networks
         low, high = self.theta_low, self.theta_high
         super()._apply(fn, recurse)
-        device = self.networks[0].theta_branch.weight.device
+        device = next(self.networks.parameters()).device
         self.theta_low = low.to(device=device)
         self.theta_high = high.to(device=device)
         if self.projection is not None:
@@ -209,7 +213,8 @@ class DensityModel(nn.Module):
                 )
         return theta
 
-    def _scale_theta(self, theta: torch.Tensor) -> torch.Tensor:
+    def scale_theta(self, theta: torch.Tensor) -> torch.Tensor:
+        """``θ (*, k)`` mapped linearly from the training range onto the networks' input range ``[-2, 2]``."""
         low, high = self.theta_low.to(self.dtype), self.theta_high.to(self.dtype)
         return 4.0 * (theta - low) / (high - low) - 2.0
 
@@ -223,9 +228,20 @@ class DensityModel(nn.Module):
             scaled.append(4.0 * (u_ordered[..., position] - lo) / (hi - lo) - 2.0)
         return torch.stack(scaled, -1)
 
-    def _to_latent(self, x: torch.Tensor, space: Space) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(u in autoregressive order (*, d), log|det| (*), inside-support mask (*))``."""
+    def to_latent(self, x, space: Space = "data") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Events in the networks' latent space, in autoregressive order.
+
+        Arguments:
+            x: events, shape ``(*, d)`` (data space, or latent values with ``space="latent"``).
+            space: ``"data"`` or ``"latent"``.
+
+        Returns:
+            ``(u (*, d), log|det ∂h/∂x| (*), inside (*))``: latent values with columns in
+            :attr:`order`, the projection's log-Jacobian (0 in latent space), and whether each
+            event lies inside the support (events outside are replaced by an inside point).
+        """
         self._require_fitted()
+        x = self._as_tensor(x)
         if space not in ("data", "latent"):
             raise ValueError(f"space must be 'data' or 'latent', got {space!r}")
         d = len(self.observables)
@@ -261,39 +277,69 @@ class DensityModel(nn.Module):
 
     # ------------------------------------------------------------------------ evaluation
 
-    def _event_parts(self, u_ordered: torch.Tensor) -> list[torch.Tensor | None]:
+    def event_features(self, u_ordered: torch.Tensor, positions: Sequence[int] | None = None) -> list:
+        """Each factor network's event-dependent input features, done once per event.
+
+        Arguments:
+            u_ordered: latent values in autoregressive order, shape ``(*, d)`` (see :meth:`to_latent`).
+            positions: the factors to compute (default all); the others are ``None``.
+
+        Returns:
+            One entry per factor: a tensor ``(*, W_i)``, or ``None`` for the first factor
+            (no preceding observables) and factors not asked for.
+        """
         scaled = self._scale_latent(u_ordered)
-        return [net.event_part(scaled[..., :position]) for position, net in enumerate(self.networks)]
+        wanted = range(len(self.networks)) if positions is None else positions
+        return [
+            self.networks[p].event_part(scaled[..., :p]) if p in wanted else None for p in range(len(self.networks))
+        ]
 
-    def _theta_parts(self, theta: torch.Tensor) -> list[torch.Tensor]:
-        scaled = self._scale_theta(theta)
-        return [net.theta_part(scaled) for net in self.networks]
+    def theta_features(self, theta_scaled: torch.Tensor, positions: Sequence[int] | None = None) -> list:
+        """Each factor network's θ-dependent input features, done once per parameter point.
 
-    def _factor_log_probs(
+        Arguments:
+            theta_scaled: parameters mapped by :meth:`scale_theta`, shape ``(*, k)``.
+            positions: the factors to compute (default all); the others are ``None``.
+
+        Returns:
+            One entry per factor: a tensor ``(*, W_i)`` or ``None`` for factors not asked for.
+        """
+        wanted = range(len(self.networks)) if positions is None else positions
+        return [net.theta_part(theta_scaled) if p in wanted else None for p, net in enumerate(self.networks)]
+
+    def factor_log_probs(
         self,
         u_ordered: torch.Tensor,
-        theta_parts: Sequence[torch.Tensor],
-        event_parts: Sequence[torch.Tensor | None],
+        theta_features: Sequence[torch.Tensor | None],
+        event_features: Sequence[torch.Tensor | None],
         positions: Sequence[int] | None = None,
     ) -> torch.Tensor:
-        """Per-factor latent log densities, shape ``broadcast(*θ, *x) + (len(positions),)``."""
+        """Per-factor latent log densities ``log p_i(u_i | u_<i, θ)`` from the two kinds of features.
+
+        Arguments:
+            u_ordered: latent values in autoregressive order, shape ``(*x, d)``.
+            theta_features: :meth:`theta_features` entries, each ``(*θ, W_i)``.
+            event_features: :meth:`event_features` entries, each ``(*x, W_i)`` or ``None``.
+            positions: the factors to score (default all).
+
+        Returns:
+            Shape ``broadcast(*θ, *x) + (len(positions),)``.
+        """
         positions = range(len(self.networks)) if positions is None else positions
         out = []
         for position in positions:
             net, column = self.networks[position], self.order[position]
             obs = self.observables[column]
-            pre = theta_parts[position]
-            if event_parts[position] is not None:
-                pre = pre + event_parts[position]  # B W
+            theta_part, event_part = theta_features[position], event_features[position]
             u = u_ordered[..., position]
             if obs.discrete:
-                log_probs = net.log_probs(pre)  # B n_cat
+                log_probs = net.log_probs(theta_part, event_part)  # B n_cat
                 index = (u - obs.bounds[0]).long()
                 hit = nn.functional.one_hot(index, obs.n_categories).bool()
                 out.append(torch.where(hit, log_probs, torch.zeros_like(log_probs)).sum(-1))
             else:
                 bounds = self.latent_range if (obs.bounded and self.config.truncate) else None
-                out.append(mixture_log_prob(u, *net.mixture(pre), bounds))
+                out.append(mixture_log_prob(u, *net.mixture(theta_part, event_part), bounds))
         shape = torch.broadcast_shapes(*(t.shape for t in out))
         return torch.stack([t.expand(shape) for t in out], -1)
 
@@ -315,19 +361,24 @@ class DensityModel(nn.Module):
         """
         x = self._as_tensor(x)
         theta = self.check_theta(theta)
-        u, log_det, inside = self._to_latent(x, space)
-        factors = self._factor_log_probs(u, self._theta_parts(theta), self._event_parts(u))
+        u, log_det, inside = self.to_latent(x, space)
+        factors = self.factor_log_probs(u, self.theta_features(self.scale_theta(theta)), self.event_features(u))
         total = factors.sum(-1) + log_det
         return torch.where(inside, total, torch.full_like(total, -float("inf")))
 
     def prepare(self, x) -> PreparedModelEvents:
-        """Do the θ-independent work for a fixed set of events once (projection, event branches).
+        """Do the θ-independent work for a fixed set of events once (projection, event features).
+
+        Inference scores the same events at many ``θ``: pass the result to
+        :meth:`distribution` (``prepared=``) or use its ``log_prob`` directly. Fits, scans and
+        :func:`gmmpyro.bayes.sample_posterior` prepare their events themselves.
 
         Arguments:
             x: observed events, shape ``(N, d)``.
 
         Returns:
-            A :class:`PreparedModelEvents` whose ``log_prob(theta (*b, k))`` is ``(*b, N)``.
+            A :class:`~gmmpyro.prepared.PreparedModelEvents` whose ``log_prob(theta (*b, k))``
+            is ``(*b, N)``.
         """
         return PreparedModelEvents(self, self._as_tensor(x))
 
@@ -351,20 +402,19 @@ class DensityModel(nn.Module):
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
         batch = theta.shape[:-1]
         with torch.no_grad():
-            theta_parts = [part.expand(int(n), *batch, -1) for part in self._theta_parts(theta)]
+            theta_parts = [part.expand(int(n), *batch, -1) for part in self.theta_features(self.scale_theta(theta))]
             u = torch.zeros(int(n), *batch, len(self.observables), dtype=self.dtype, device=self.device)
             for position, net in enumerate(self.networks):
                 obs = self.observables[self.order[position]]
-                pre = theta_parts[position]
-                if position > 0:
-                    pre = pre + net.event_part(self._scale_latent(u)[..., :position])
+                event_part = net.event_part(self._scale_latent(u)[..., :position])
                 if obs.discrete:
-                    probs = net.log_probs(pre).exp().reshape(-1, obs.n_categories)
-                    draw = torch.multinomial(probs, 1, generator=generator).reshape(pre.shape[:-1])
+                    probs = net.log_probs(theta_parts[position], event_part).exp().reshape(-1, obs.n_categories)
+                    draw = torch.multinomial(probs, 1, generator=generator).reshape(int(n), *batch)
                     u[..., position] = draw.to(self.dtype) + obs.bounds[0]
                 else:
                     bounds = self.latent_range if (obs.bounded and self.config.truncate) else None
-                    u[..., position] = sample_mixture(*net.mixture(pre), bounds, generator)
+                    mixture = net.mixture(theta_parts[position], event_part)
+                    u[..., position] = sample_mixture(*mixture, bounds, generator)
             u_columns = u[..., list(_inverse_permutation(self.order))]
             return self.projection.inverse(u_columns)
 
@@ -390,7 +440,7 @@ class DensityModel(nn.Module):
         position = self.order.index(column)
         theta = self.check_theta(theta)
         net = self.networks[position]
-        pre = net.theta_part(self._scale_theta(theta))
+        padded = torch.zeros(len(self.observables), dtype=self.dtype, device=self.device)
         if position > 0:
             if u_prev is None:
                 raise ValueError(
@@ -403,15 +453,19 @@ class DensityModel(nn.Module):
                 *u_prev.shape[:-1], len(self.observables), dtype=self.dtype, device=self.device
             )
             padded[..., :position] = u_prev
-            pre = pre + net.event_part(self._scale_latent(padded)[..., :position])
-        log_weights, means, widths = net.mixture(pre)
+        event_part = net.event_part(self._scale_latent(padded)[..., :position])
+        log_weights, means, widths = net.mixture(net.theta_part(self.scale_theta(theta)), event_part)
         return MixtureComponents(log_weights.exp(), means, widths)
 
-    def distribution(self, theta, *, validate_args: bool | None = None) -> GMMDistribution:
-        """This model at ``theta (*batch, k)`` as a Pyro distribution (see :class:`GMMDistribution`)."""
+    def distribution(self, theta, *, prepared=None, validate_args: bool | None = None) -> GMMDistribution:
+        """This model at ``theta (*batch, k)`` as a Pyro distribution (see :class:`GMMDistribution`).
+
+        With ``prepared=model.prepare(x_obs)`` the distribution scores exactly those events
+        on the fast path (θ-independent work done once); without it, any events directly.
+        """
         from .distribution import GMMDistribution
 
-        return GMMDistribution(self, theta, validate_args=validate_args)
+        return GMMDistribution(self, theta, prepared=prepared, validate_args=validate_args)
 
     # -------------------------------------------------------------------------- training
 
@@ -445,17 +499,65 @@ class DensityModel(nn.Module):
     # ---------------------------------------------------------------------- persistence
 
     def save(self, path) -> None:
-        """Write the model to one safetensors file (tensors + JSON header; no pickle)."""
-        from .io import save_model
+        """Write the model to one safetensors file (tensors + JSON header; no pickle).
 
-        save_model(self, path)
+        Raises:
+            ValueError: the file's directory does not exist (nothing is written).
+        """
+        from .modelfile import write_model_file
+
+        self._require_fitted()
+        tensors = {f"model.{k}": v for k, v in self.state_dict().items()}
+        tensors.update({f"projection.{k}": v for k, v in self.projection.state_dict().items()})
+        config = {
+            "observables": [o.to_dict() for o in self.observables],
+            "params": list(self.params),
+            "order": list(self.order),
+            "network": self.config.to_dict(),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "projection": self.projection.config(),
+            "history": self.history.to_dict() if self.history is not None else None,
+        }
+        write_model_file(path, tensors, config)
 
     @classmethod
     def load(cls, path, map_location: torch.device | str | None = None) -> DensityModel:
-        """Read a model written by :meth:`save`; a foreign or other-version file raises ``ValueError``."""
-        from .io import load_model
+        """Read a model written by :meth:`save` onto ``map_location`` (default CPU).
 
-        return load_model(path, map_location=map_location)
+        Raises:
+            ValueError: naming the file, when it is not a gmmpyro model, is of another format
+                version, or its tensors do not match the architecture its header describes.
+        """
+        from .modelfile import read_model_file
+        from .training import TrainingHistory
+
+        config, tensors = read_model_file(path)
+        try:
+            dtype = getattr(torch, config["dtype"])
+            if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+                raise ValueError(f"not a floating-point dtype: {config['dtype']!r}")
+            model = cls(
+                [Observable.from_dict(o) for o in config["observables"]],
+                config["params"],
+                config=NetworkConfig.from_dict(config["network"]),
+                order=config["order"],
+                dtype=dtype,
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: the model header is inconsistent: {error}") from error
+        state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(f"{path}: tensors do not match the architecture in its header: {error}") from error
+        projection_tensors = {
+            k.removeprefix("projection."): v for k, v in tensors.items() if k.startswith("projection.")
+        }
+        model.set_projection(LatentProjection.from_config(config["projection"], projection_tensors))
+        if config.get("history") is not None:
+            model.history = TrainingHistory.from_dict(config["history"])
+        model.eval()
+        return model.to(map_location) if map_location is not None else model
 
     def extra_repr(self) -> str:
         return (
@@ -470,27 +572,3 @@ def _inverse_permutation(order: Sequence[int]) -> list[int]:
         inverse[column] = position
     return inverse
 
-
-class PreparedModelEvents:
-    """Observed events with their θ-independent work done once (see :meth:`DensityModel.prepare`).
-
-    Example:
-        >>> # prepared = model.prepare(x_obs); prepared.log_prob(theta_grid)  # (G, N)
-    """
-
-    def __init__(self, model: DensityModel, x: torch.Tensor) -> None:
-        if x.dim() != 2:
-            raise ValueError(f"prepare expects events of shape (N, d), got {tuple(x.shape)}")
-        self.model = model
-        self.n_events = x.shape[0]
-        with torch.no_grad():
-            self.u, self.log_det, self.inside = model._to_latent(x, "data")
-            self.event_parts = model._event_parts(self.u)
-
-    def log_prob(self, theta) -> torch.Tensor:
-        """Per-event log densities at ``theta (*b, k)``, shape ``(*b, N)``."""
-        theta = self.model.check_theta(theta)
-        theta_parts = [part.unsqueeze(-2) for part in self.model._theta_parts(theta)]  # b 1 W
-        factors = self.model._factor_log_probs(self.u, theta_parts, self.event_parts)  # b N d
-        total = factors.sum(-1) + self.log_det
-        return torch.where(self.inside, total, torch.full_like(total, -float("inf")))

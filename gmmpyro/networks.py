@@ -1,10 +1,21 @@
-"""The per-observable conditional networks of the autoregressive density.
+r"""The per-observable conditional networks of the autoregressive density, in two designs.
 
-Each factor ``p_i(u_i | u_<i, θ)`` has its own network. Its first trunk layer acts on the
-concatenation of a θ branch and a ``u_<i`` branch; because that layer is linear, it splits
-exactly into a θ part and an event part that are added before the activation. The split is
-what makes evaluation cheap: the θ part is computed once per distinct θ and the event part
-once per event, then they are broadcast against each other (``theta_part + event_part``).
+Each factor ``p_i(u_i | u_<i, θ)`` has its own network, split into a θ part (computed once
+per parameter point), an event part (computed once per event) and a combination of the
+two (computed for every event at every θ). Inference scores fixed events at many θ, so
+the cost of the combination is what it pays.
+
+* ``design="paper"`` (Menary & Price): the first trunk layer acts on a θ branch and a
+  ``u_<i`` branch; being linear, it splits exactly into a θ part and an event part that are
+  added, and the rest of the trunk and the heads run on every (event, θ) pair.
+* ``design="lowrank"``: the network's outputs (logits, means and widths of the mixture)
+  are a rank-``R`` product of event features and θ features,
+
+  .. math:: o(u_{<i}, θ) = \sum_{r=0}^{R} b_r(θ)\, A_r(u_{<i}), \qquad b_0 = 1,
+
+  with ``A`` an MLP of ``u_<i`` (a learned constant for the first factor) and ``b`` a small
+  MLP of ``θ``. All the depth sits in the θ-independent ``A``; per (event, θ) pair only the
+  ``(R + 1)·3N_G`` products of the sum remain.
 """
 
 from __future__ import annotations
@@ -12,12 +23,20 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["CategoricalNetwork", "GaussianMixtureNetwork", "NetworkConfig", "log_normal_mass"]
+__all__ = [
+    "CategoricalNetwork",
+    "GaussianMixtureNetwork",
+    "LowRankCategoricalNetwork",
+    "LowRankMixtureNetwork",
+    "NetworkConfig",
+    "factor_network",
+]
 
 
 @dataclass(frozen=True)
@@ -26,10 +45,13 @@ class NetworkConfig:
 
     Arguments:
         n_gauss: number of Gaussian components ``N_G`` per observable.
-        A1, A2: θ-branch width ``N1 = A1 + A2·N_θ``.
-        B1, B2: ``u_<i``-branch width ``N2 = B1 + B2·N_u``.
-        C: number of trunk layers of width ``N1 + N2``.
-        D: each head's hidden width is ``D·N_G``.
+        A1, A2: θ-branch width ``N1 = A1 + A2·N_θ`` (``"lowrank"``: width of the θ network's
+            two hidden layers).
+        B1, B2: ``u_<i``-branch width ``N2 = B1 + B2·N_u`` (``"lowrank"``: width of the event
+            network's hidden layers).
+        C: number of trunk layers of width ``N1 + N2`` (``"lowrank"``: hidden layers of the
+            event network).
+        D: each head's hidden width is ``D·N_G`` (``"paper"`` only).
         s_f, s_mu, s_sigma: scale of the amplitude, mean and width heads.
         f_sigma: initial width in units of ``(u_max - u_min) / N_G``.
         epsilon: added to every width.
@@ -37,11 +59,17 @@ class NetworkConfig:
         init_scale: weights start uniform in ``±init_scale/√N_in`` (paper: 10/3).
         truncate: truncate each Gaussian to the latent range for bounded observables, so
             the density is normalised on the physical domain.
-        categorical_widths: hidden widths of the categorical network of discrete observables.
+        categorical_widths: hidden widths of the categorical network of discrete observables
+            (``"paper"`` only).
+        design: ``"paper"``, the network of the paper, or ``"lowrank"``, whose cost per
+            (event, θ) pair is a rank-``R`` product (see the module docstring).
+        rank: ``R`` of the ``"lowrank"`` design.
 
     Example:
         >>> NetworkConfig(n_gauss=30).n_gauss
         30
+        >>> NetworkConfig(design="lowrank", rank=8).rank
+        8
     """
 
     n_gauss: int = 20
@@ -60,6 +88,8 @@ class NetworkConfig:
     init_scale: float = 10.0 / 3.0
     truncate: bool = True
     categorical_widths: tuple[int, ...] = (300, 200)
+    design: Literal["paper", "lowrank"] = "paper"
+    rank: int = 16
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "categorical_widths", tuple(int(w) for w in self.categorical_widths))
@@ -67,7 +97,13 @@ class NetworkConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` for constants that cannot build a network."""
-        for name in ("n_gauss", "A1", "C", "D"):
+        for name in ("n_gauss", "A1", "A2", "B1", "B2", "C", "D", "rank"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"NetworkConfig.{name} must be an integer, got {value!r}")
+        if self.design not in ("paper", "lowrank"):
+            raise ValueError(f"NetworkConfig.design must be 'paper' or 'lowrank', got {self.design!r}")
+        for name in ("n_gauss", "A1", "C", "D", "rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"NetworkConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("A2", "B1", "B2"):
@@ -97,24 +133,33 @@ class NetworkConfig:
         return cls(**data)
 
 
-def log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``log(Φ(b) - Φ(a))`` for ``a < b``, accurate far in either tail.
-
-    Example:
-        >>> round(float(log_normal_mass(torch.tensor(40.0, dtype=torch.float64), torch.tensor(41.0))), 3)
-        -804.608
-    """
-    flip = a > 0
-    lo = torch.where(flip, -b, a)
-    hi = torch.where(flip, -a, b)
-    log_hi = torch.special.log_ndtr(hi)
-    return log_hi + torch.log1p(-torch.exp(torch.special.log_ndtr(lo) - log_hi))
-
-
 def _uniform_init(layer: nn.Linear, scale: float) -> None:
     bound = scale / math.sqrt(layer.in_features)
     nn.init.uniform_(layer.weight, -bound, bound)
     nn.init.zeros_(layer.bias)
+
+
+class _MixtureOutputs:
+    """Mixin of the continuous factor networks: raw outputs → log-weights, means, widths of ``N_G`` Gaussians.
+
+    ``log w = log_softmax(s_f·o_f)``, ``μ = s_μ·o_μ + μ_0`` (``μ_0`` spaced linearly over the
+    latent range), ``σ = σ_0·exp(s_σ·o_σ) + ε``.
+    """
+
+    def _init_outputs(self, config: NetworkConfig, latent_range) -> None:
+        u_min, u_max = latent_range
+        n_g = config.n_gauss
+        self.scales = (config.s_f, config.s_mu, config.s_sigma)
+        self.epsilon = config.epsilon
+        self.register_buffer("mean_offset", torch.linspace(u_min, u_max, n_g))
+        self.log_width0 = math.log(config.f_sigma * (u_max - u_min) / n_g)
+
+    def _outputs(self, logits, means, widths) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        s_f, s_mu, s_sigma = self.scales
+        log_weights = torch.log_softmax(s_f * logits, -1)
+        means = s_mu * means + self.mean_offset
+        widths = torch.exp(s_sigma * widths + self.log_width0) + self.epsilon
+        return log_weights, means, widths
 
 
 class _FactorNetwork(nn.Module):
@@ -147,6 +192,10 @@ class _FactorNetwork(nn.Module):
         h = self._activate(self.prev_branch(u_prev))
         return F.linear(h, first.weight[:, self.theta_width :])
 
+    def event_layout(self, event_part: torch.Tensor | None) -> torch.Tensor | None:
+        """The event part as stored for scoring at many θ (as it is)."""
+        return event_part
+
     def features(self, pre: torch.Tensor) -> torch.Tensor:
         """The rest of the trunk, from the first layer's pre-activation: ``(*, W)`` → ``(*, W_last)``."""
         h = self._activate(pre)
@@ -155,7 +204,7 @@ class _FactorNetwork(nn.Module):
         return h
 
 
-class GaussianMixtureNetwork(_FactorNetwork):
+class GaussianMixtureNetwork(_MixtureOutputs, _FactorNetwork):
     """Network of one continuous factor: the amplitudes, means and widths of ``N_G`` Gaussians.
 
     Arguments:
@@ -166,8 +215,7 @@ class GaussianMixtureNetwork(_FactorNetwork):
 
     Example:
         >>> net = GaussianMixtureNetwork(2, 1, NetworkConfig())
-        >>> pre = net.theta_part(torch.zeros(5, 2)) + net.event_part(torch.zeros(5, 1))
-        >>> [t.shape for t in net.mixture(pre)]
+        >>> [t.shape for t in net.mixture(net.theta_part(torch.zeros(5, 2)), net.event_part(torch.zeros(5, 1)))]
         [torch.Size([5, 20]), torch.Size([5, 20]), torch.Size([5, 20])]
     """
 
@@ -184,26 +232,19 @@ class GaussianMixtureNetwork(_FactorNetwork):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 _uniform_init(module, config.init_scale)
-        u_min, u_max = latent_range
-        self.scales = (config.s_f, config.s_mu, config.s_sigma)
-        self.epsilon = config.epsilon
-        self.register_buffer("mean_offset", torch.linspace(u_min, u_max, n_g))
-        self.log_width0 = math.log(config.f_sigma * (u_max - u_min) / n_g)
+        self._init_outputs(config, latent_range)
 
-    def mixture(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mixture parameters from the first layer's pre-activation ``(*, W)``.
+    def mixture(
+        self, theta_part: torch.Tensor, event_part: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mixture parameters from the θ part ``(*θ, W)`` and the event part ``(*x, W)`` or ``None``.
 
         Returns:
-            ``(log_weights, means, widths)``, each ``(*, N_G)``; ``log_weights`` are
-            normalised (log-softmax).
+            ``(log_weights, means, widths)``, each ``broadcast(*θ, *x) + (N_G,)``;
+            ``log_weights`` are normalised (log-softmax).
         """
-        h = self.features(pre)
-        s_f, s_mu, s_sigma = self.scales
-        logits, means, widths = (head(h) for head in self.heads)
-        log_weights = torch.log_softmax(s_f * logits, -1)
-        means = s_mu * means + self.mean_offset
-        widths = torch.exp(s_sigma * widths + self.log_width0) + self.epsilon
-        return log_weights, means, widths
+        h = self.features(theta_part if event_part is None else theta_part + event_part)
+        return self._outputs(*(head(h) for head in self.heads))
 
 
 class CategoricalNetwork(_FactorNetwork):
@@ -211,7 +252,7 @@ class CategoricalNetwork(_FactorNetwork):
 
     Example:
         >>> net = CategoricalNetwork(2, 0, 4, NetworkConfig())
-        >>> probs = net.log_probs(net.theta_part(torch.zeros(3, 2))).exp()
+        >>> probs = net.log_probs(net.theta_part(torch.zeros(3, 2)), None).exp()
         >>> probs.shape, torch.allclose(probs.sum(-1), torch.ones(3))
         (torch.Size([3, 4]), True)
     """
@@ -225,6 +266,118 @@ class CategoricalNetwork(_FactorNetwork):
             if isinstance(module, nn.Linear):
                 _uniform_init(module, config.init_scale)
 
-    def log_probs(self, pre: torch.Tensor) -> torch.Tensor:
-        """Normalised log-probabilities ``(*, n_categories)`` from the pre-activation ``(*, W)``."""
+    def log_probs(self, theta_part: torch.Tensor, event_part: torch.Tensor | None) -> torch.Tensor:
+        """Normalised log-probabilities ``(*, n_categories)`` from the θ and event parts."""
+        pre = theta_part if event_part is None else theta_part + event_part
         return torch.log_softmax(self.output(self.features(pre)), -1)
+
+
+class _LowRankFactor(nn.Module):
+    """``o(u_<i, θ) = Σ_r b_r(θ) A_r(u_<i)`` from θ features ``b (*, R+1)`` and event features ``A (*, R+1, n_out)``."""
+
+    def __init__(self, n_theta: int, n_prev: int, n_out: int, config: NetworkConfig) -> None:
+        super().__init__()
+        rank, slope = config.rank, config.leaky_slope
+        theta_width = config.A1 + config.A2 * n_theta
+        self.theta_net = _mlp([n_theta, theta_width, theta_width, rank], slope)
+        self.shape = (rank + 1, n_out)
+        if n_prev > 0:
+            event_width = config.B1 + config.B2 * n_prev
+            self.event_net = _mlp([n_prev] + [event_width] * config.C + [(rank + 1) * n_out], slope)
+            self.event_constant = None
+        else:  # the first factor has no preceding observables: its event features are learned constants
+            self.event_net = None
+            bound = config.init_scale / math.sqrt(rank + 1)
+            self.event_constant = nn.Parameter(torch.empty(self.shape).uniform_(-bound, bound))
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                _uniform_init(module, config.init_scale)
+
+    def theta_part(self, theta: torch.Tensor) -> torch.Tensor:
+        """θ features ``(*, k)`` → ``(*, R + 1)``, the last one constant 1."""
+        b = self.theta_net(theta)
+        return torch.cat([b, torch.ones_like(b[..., :1])], -1)
+
+    def event_part(self, u_prev: torch.Tensor) -> torch.Tensor:
+        """Event features ``(*, i)`` → ``(*, R + 1, n_out)``; ``(R + 1, n_out)`` for the first factor."""
+        if self.event_net is None:
+            return self.event_constant
+        return self.event_net(u_prev).unflatten(-1, self.shape)
+
+    def event_layout(self, event_part: torch.Tensor) -> torch.Tensor:
+        """The event part ``(N, R+1, n_out)`` stored rank-major: a batch of θ scores it in one matrix product."""
+        if event_part.dim() != 3:
+            return event_part
+        return event_part.transpose(0, 1).contiguous().transpose(0, 1)
+
+    def combine(self, theta_part: torch.Tensor, event_part: torch.Tensor) -> torch.Tensor:
+        """``Σ_r b_r A_r``: ``(*θ, R+1)`` and ``(*x, R+1, n_out)`` → ``broadcast(*θ, *x) + (n_out,)``."""
+        return torch.einsum("...r,...ro->...o", theta_part, event_part)
+
+
+class LowRankMixtureNetwork(_MixtureOutputs, _LowRankFactor):
+    """The ``"lowrank"`` network of one continuous factor (see the module docstring).
+
+    Example:
+        >>> net = LowRankMixtureNetwork(2, 1, NetworkConfig(design="lowrank"))
+        >>> events = net.event_part(torch.zeros(5, 1))  # once per event: N R+1 3N_G
+        >>> [t.shape for t in net.mixture(net.theta_part(torch.zeros(3, 1, 2)), events)]  # G N N_G
+        [torch.Size([3, 5, 20]), torch.Size([3, 5, 20]), torch.Size([3, 5, 20])]
+    """
+
+    def __init__(self, n_theta: int, n_prev: int, config: NetworkConfig, latent_range=(-5.0, 5.0)):
+        super().__init__(n_theta, n_prev, 3 * config.n_gauss, config)
+        self._init_outputs(config, latent_range)
+
+    def mixture(self, theta_part: torch.Tensor, event_part: torch.Tensor):
+        """``(log_weights, means, widths)``, each ``broadcast(*θ, *x) + (N_G,)``."""
+        return self._outputs(*self.combine(theta_part, event_part).chunk(3, -1))
+
+
+class LowRankCategoricalNetwork(_LowRankFactor):
+    """The ``"lowrank"`` network of one discrete factor: log-probabilities of its values.
+
+    Example:
+        >>> net = LowRankCategoricalNetwork(2, 0, 4, NetworkConfig(design="lowrank"))
+        >>> probs = net.log_probs(net.theta_part(torch.zeros(3, 2)), net.event_part(torch.zeros(0))).exp()
+        >>> probs.shape, torch.allclose(probs.sum(-1), torch.ones(3))
+        (torch.Size([3, 4]), True)
+    """
+
+    def __init__(self, n_theta: int, n_prev: int, n_categories: int, config: NetworkConfig):
+        super().__init__(n_theta, n_prev, n_categories, config)
+
+    def log_probs(self, theta_part: torch.Tensor, event_part: torch.Tensor) -> torch.Tensor:
+        """Normalised log-probabilities ``broadcast(*θ, *x) + (n_categories,)``."""
+        return torch.log_softmax(self.combine(theta_part, event_part), -1)
+
+
+def _mlp(widths: list[int], slope: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for w_in, w_out in itertools.pairwise(widths):
+        layers += [nn.Linear(w_in, w_out), nn.LeakyReLU(slope)]
+    return nn.Sequential(*layers[:-1])
+
+
+def factor_network(
+    config: NetworkConfig, n_theta: int, position: int, n_categories: int | None = None, latent_range=(-5.0, 5.0)
+) -> nn.Module:
+    """The network of the factor at ``position`` of the autoregressive order, in ``config.design``.
+
+    Arguments:
+        config: the network constants.
+        n_theta: number of parameters ``k``.
+        position: number of preceding observables ``i``.
+        n_categories: number of values of a discrete observable, ``None`` for a continuous one.
+        latent_range: ``(u_min, u_max)`` of continuous observables.
+
+    Example:
+        >>> type(factor_network(NetworkConfig(design="lowrank"), 2, 1)).__name__
+        'LowRankMixtureNetwork'
+    """
+    lowrank = config.design == "lowrank"
+    if n_categories is not None:
+        kind = LowRankCategoricalNetwork if lowrank else CategoricalNetwork
+        return kind(n_theta, position, n_categories, config)
+    kind = LowRankMixtureNetwork if lowrank else GaussianMixtureNetwork
+    return kind(n_theta, position, config, latent_range)

@@ -22,10 +22,12 @@ __all__ = ["ConditionalDensity", "PreparedEvents"]
 class PreparedEvents(Protocol):
     """A fixed set of ``N`` observed events with their θ-independent work done once.
 
+    ``events`` are the events, shape ``(N, d)``, in the density's dtype and device;
     ``log_prob(theta)`` takes ``theta`` of shape ``(*batch, k)`` and returns the per-event
     log densities, shape ``(*batch, N)``, differentiable in ``theta``.
     """
 
+    events: torch.Tensor
     n_events: int
 
     def log_prob(self, theta: torch.Tensor) -> torch.Tensor: ...

@@ -174,13 +174,13 @@ class _PreparedToyEvents:
     """Fixed toy events, validated once; ``log_prob(theta (*batch, k))`` → ``(*batch, N)``."""
 
     def __init__(self, model: ToyModel, x: torch.Tensor) -> None:
-        self._model = model
-        self._x = x
+        self.model = model
+        self.events = x
         self.n_events = int(x.shape[0])
 
     def log_prob(self, theta: torch.Tensor) -> torch.Tensor:
-        theta = self._model._as_theta(theta)
-        return self._model._log_prob(self._x, theta.unsqueeze(-2))  # *batch N
+        theta = self.model._as_theta(theta)
+        return self.model._log_prob(self.events, theta.unsqueeze(-2))  # *batch N
 
     def __repr__(self) -> str:
         return f"PreparedToyEvents(n_events={self.n_events})"

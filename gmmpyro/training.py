@@ -237,13 +237,9 @@ class _Trainer:
 
     def _log_probs(self, u, theta_scaled, positions) -> torch.Tensor:
         model = self.model
-        scaled_u = model._scale_latent(u)
-        theta_parts, event_parts = {}, {}
-        for p in positions:
-            theta_parts[p] = model.networks[p].theta_part(theta_scaled)
-            event_parts[p] = model.networks[p].event_part(scaled_u[..., :p])
-        parts = [theta_parts.get(p) for p in range(self.d)], [event_parts.get(p) for p in range(self.d)]
-        return model._factor_log_probs(u, *parts, positions=positions)  # B len(positions)
+        theta_features = model.theta_features(theta_scaled, positions)
+        event_features = model.event_features(u, positions)
+        return model.factor_log_probs(u, theta_features, event_features, positions)  # B len(positions)
 
     def train_epoch(self, epoch: int, positions: list[int]) -> list[float]:
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
@@ -347,7 +343,7 @@ def train(
     model.set_theta_range(theta.min(0).values, theta.max(0).values)
     model.set_projection(LatentProjection.fit(x[mask], model.observables, weights=weights[mask]))
     u = model.projection.forward(x, check=False)[:, list(model.order)]
-    trainer = _Trainer(model, u, model._scale_theta(theta.to(model.device)).cpu(), weights, config)
+    trainer = _Trainer(model, u, model.scale_theta(theta.to(model.device)).cpu(), weights, config)
     history = TrainingHistory(names=[model.observables[c].name for c in model.order])
     start_epoch = checkpoint.resume(trainer, history) if checkpoint else 0
     nan = float("nan")

@@ -6,9 +6,7 @@ DensityModel can join the battery next to the exact toy.
 
 from __future__ import annotations
 
-import copy
 import math
-import pickle
 
 import pyro
 import pyro.distributions as dist
@@ -17,19 +15,21 @@ import torch
 from helpers import trained_toy_model
 from pyro import poutine
 from scipy import stats
-from torch import nn
 
 from gmmpyro.distribution import GMMDistribution, ProductSupport
-from gmmpyro.prepared import register
 from gmmpyro.toy import ToyModel
 
-# name -> factory of a ConditionalDensity over (cx, cy)
-MODELS = {"toy": ToyModel, "trained": trained_toy_model}
+# name -> factory(dtype, device) of a ConditionalDensity over (cx, cy)
+MODELS = {
+    "toy": lambda dtype, device: ToyModel(dtype=dtype, device=device),
+    "trained": lambda dtype, device: trained_toy_model(dtype, str(device)),
+}
 
 
 @pytest.fixture(params=sorted(MODELS))
-def model(request):
-    return MODELS[request.param]()
+def model(request, dtype, device):
+    """Each density on the ``--device`` in the ``--dtype`` of the test run."""
+    return MODELS[request.param](dtype, device)
 
 
 def _theta(model, *rows) -> torch.Tensor:
@@ -63,65 +63,89 @@ class _Counting:
 # ------------------------------------------------------------------------------ log_prob
 
 
-def test_log_prob_equals_model_log_prob_on_fast_and_slow_path(model, monkeypatch):
+def test_log_prob_equals_model_log_prob_on_prepared_and_direct_path(model, monkeypatch):
     theta = _theta(model, 0.7, -0.6)
     x = _events(model, 200, theta)  # N d
     expected = model.log_prob(x, theta)
+    prepared = model.prepare(x)
     calls = _Counting(model, monkeypatch)
-    d = GMMDistribution(model, theta).expand([200])
-
-    first = d.log_prob(x)  # first sighting: direct
+    direct = GMMDistribution(model, theta).expand([200]).log_prob(x)
     assert (calls.prepare, calls.log_prob) == (0, 1)
-    second = d.log_prob(x)  # second sighting: prepared once, then reused
-    third = GMMDistribution(model, theta).expand([200]).log_prob(x)  # a new distribution object too
-    assert (calls.prepare, calls.log_prob) == (1, 1)
-    fresh = d.log_prob(x.clone())  # another tensor: direct again
-    assert calls.log_prob == 2
-    for lp in (first, second, third, fresh):
+    fast = GMMDistribution(model, theta, prepared=prepared).expand([200])
+    by_identity, by_value = fast.log_prob(prepared.events), fast.log_prob(x.clone())
+    assert (calls.prepare, calls.log_prob) == (0, 1)  # the prepared path never scores events directly
+    for lp in (direct, by_identity, by_value):
         torch.testing.assert_close(lp, expected)
 
 
-def test_fast_path_with_batched_theta_scores_every_pair(model):
+def test_prepared_path_with_batched_theta_scores_every_pair(model):
     x = _events(model, 50, [0.5, 0.5])  # N d
+    prepared = model.prepare(x)
     grid = _theta(model, [0.6, -0.4], [-0.8, 0.9], [1.1, 0.3]).unsqueeze(-2)  # G 1 k
-    d = GMMDistribution(model, grid)
-    d.log_prob(x)
-    fast = d.log_prob(x)  # G N
+    fast = GMMDistribution(model, grid, prepared=prepared).log_prob(x)  # G N
     assert fast.shape == (3, 50)
     torch.testing.assert_close(fast, model.log_prob(x, grid))
     # events in a plate at dim -2 against a θ batch at dim -1: same numbers, transposed
-    xt = x.unsqueeze(-2)  # N 1 d
-    d2 = GMMDistribution(model, grid.squeeze(-2))  # batch (G,)
-    d2.log_prob(xt)
-    torch.testing.assert_close(d2.log_prob(xt), fast.T)
+    d2 = GMMDistribution(model, grid.squeeze(-2), prepared=prepared)  # batch (G,)
+    torch.testing.assert_close(d2.log_prob(x.unsqueeze(-2)), fast.T)
 
 
-def test_per_event_theta_falls_back_to_direct_path(model):
+def test_prepared_path_refuses_other_events_and_per_event_theta(model):
     x = _events(model, 20, [0.5, 0.5])  # N d
-    theta = _theta(model, *([[0.3 + 0.02 * i, -0.5] for i in range(20)]))  # N k
-    d = GMMDistribution(model, theta)
-    d.log_prob(x)
-    torch.testing.assert_close(d.log_prob(x), model.log_prob(x, theta))
-
-
-def test_cache_sees_in_place_changes_of_the_data(model):
+    prepared = model.prepare(x)
     theta = _theta(model, 0.7, -0.6)
-    x = _events(model, 30, theta)
-    d = GMMDistribution(model, theta)
-    d.log_prob(x), d.log_prob(x)
-    with torch.no_grad():
-        x[:, 1] = x[:, 0]  # still inside the support, different density
-    torch.testing.assert_close(d.log_prob(x), model.log_prob(x, theta))
-    torch.testing.assert_close(d.log_prob(x), model.log_prob(x, theta))
+    changed = x.clone()
+    changed[:, 1] = changed[:, 0]  # still inside the support, a different density
+    with pytest.raises(ValueError, match="prepared events only"):
+        GMMDistribution(model, theta, prepared=prepared).log_prob(changed)
+    with pytest.raises(ValueError, match="prepared events only"):
+        GMMDistribution(model, theta, prepared=prepared).log_prob(x[:10])
+    per_event = _theta(model, *([[0.3 + 0.02 * i, -0.5] for i in range(20)]))  # N k
+    with pytest.raises(ValueError, match="per-event"):
+        GMMDistribution(model, per_event, prepared=prepared).log_prob(x)
+    torch.testing.assert_close(GMMDistribution(model, per_event).log_prob(x), model.log_prob(x, per_event))
 
 
-def test_registered_events_take_the_fast_path_at_once(model, monkeypatch):
-    theta = _theta(model, 0.7, -0.6)
-    x = _events(model, 30, theta)
-    register(model, x, model.prepare(x))
-    calls = _Counting(model, monkeypatch)
-    torch.testing.assert_close(GMMDistribution(model, theta).log_prob(x), model.log_prob(x, theta))
-    assert (calls.prepare, calls.log_prob) == (0, 1)  # the one log_prob call is the reference
+def test_prepared_events_of_another_model_are_refused():
+    toy, other = ToyModel(), ToyModel()
+    prepared = other.prepare(other.sample(5, [0.0, 0.0], seed=0))
+    with pytest.raises(ValueError, match="another model"):
+        GMMDistribution(toy, torch.zeros(2, dtype=torch.float64), prepared=prepared)
+    with pytest.raises(TypeError, match=r"model\.prepare"):
+        GMMDistribution(toy, torch.zeros(2, dtype=torch.float64), prepared=object())
+
+
+def test_prepared_events_outside_the_support_follow_validate_args():
+    model = trained_toy_model()
+    x = _events(model, 10, [0.5, 0.5])
+    x[3, 0] = model.observables[0].bounds[1] + 1.0  # outside x0's domain
+    prepared = model.prepare(x)
+    assert not prepared.all_inside
+    theta = _theta(model, 0.5, 0.5)
+    with pytest.raises(ValueError, match="support"):
+        GMMDistribution(model, theta, prepared=prepared, validate_args=True).log_prob(x)
+    lp = GMMDistribution(model, theta, prepared=prepared, validate_args=False).log_prob(x)
+    assert lp[3] == -math.inf and torch.isfinite(lp[torch.arange(10) != 3]).all()
+
+
+def test_scoring_leaves_no_state_on_the_model(model):
+    x = _events(model, 30, [0.5, 0.5])
+    before = set(vars(model))
+    d = GMMDistribution(model, _theta(model, 0.5, 0.5))
+    for _ in range(3):
+        d.log_prob(x)
+    model.prepare(x)
+    assert set(vars(model)) == before
+
+
+def test_model_distribution_takes_prepared_events():
+    model = trained_toy_model()
+    x = _events(model, 30, [0.5, 0.5])
+    prepared = model.prepare(x)
+    theta = _theta(model, 0.2, 0.3)
+    torch.testing.assert_close(
+        model.distribution(theta, prepared=prepared).log_prob(x), model.distribution(theta).log_prob(x)
+    )
 
 
 # ------------------------------------------------------------------------------ shapes
@@ -406,64 +430,3 @@ def test_validation_follows_pyro(model):
         tr = poutine.trace(fn).get_trace()
         tr.compute_log_prob()
     assert tr.nodes["x"]["log_prob"][0] == -math.inf
-
-
-# ------------------------------------------------------------------------------ cache and nn.Module models
-
-
-class _ModuleToy(nn.Module):
-    """The toy density plus a learnable offset: an nn.Module model like DensityModel."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.toy = ToyModel()
-        self.offset = nn.Parameter(torch.zeros((), dtype=torch.float64))
-        self.observables, self.params, self.n_prepared = self.toy.observables, self.toy.params, 0
-
-    theta_bounds = property(lambda self: self.toy.theta_bounds)
-    device = property(lambda self: self.toy.device)
-    dtype = property(lambda self: self.toy.dtype)
-
-    def log_prob(self, x, theta):
-        return self.toy.log_prob(x, theta) + self.offset
-
-    def sample(self, n, theta, seed=None):
-        return self.toy.sample(n, theta, seed)
-
-    def prepare(self, x):
-        self.n_prepared += 1
-        inner, module = self.toy.prepare(x), self
-
-        class Prepared:
-            n_events = inner.n_events
-
-            def log_prob(self, theta):
-                return inner.log_prob(theta) + module.offset
-
-        return Prepared()
-
-
-def test_cache_follows_module_parameters_and_training_mode():
-    m = _ModuleToy().eval()
-    theta = torch.tensor([0.5, -0.5], dtype=torch.float64)
-    x = m.sample(20, theta, seed=0)
-    d = GMMDistribution(m, theta)
-    d.log_prob(x), d.log_prob(x)
-    assert m.n_prepared == 1
-    with torch.no_grad():
-        m.offset += 1.0  # like an optimiser step: version counter moves
-    torch.testing.assert_close(d.log_prob(x), m.toy.log_prob(x, theta) + 1.0)
-    d.log_prob(x)
-    assert m.n_prepared == 2
-    m.train()
-    torch.testing.assert_close(d.log_prob(x), m.toy.log_prob(x, theta) + 1.0)
-    d.log_prob(x)
-    assert m.n_prepared == 2  # no cache in training mode
-
-
-def test_models_with_a_cache_copy_and_pickle(model):
-    x = _events(model, 10, [0.5, 0.5])
-    d = GMMDistribution(model, _theta(model, 0.5, 0.5))
-    d.log_prob(x), d.log_prob(x)
-    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        torch.testing.assert_close(GMMDistribution(other, d.theta).log_prob(x), d.log_prob(x))

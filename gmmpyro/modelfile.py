@@ -1,0 +1,104 @@
+"""Model files: one safetensors file holding tensors and a validated JSON header.
+
+Nothing is unpickled on load. The header carries a format name and version, the package
+version that wrote it, and a JSON description of the model; this module checks the
+envelope (format, version, readable JSON with the expected keys) and leaves the meaning of
+the description and the tensors to :class:`gmmpyro.DensityModel`.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "read_model_file", "write_model_file"]
+
+FORMAT = "gmmpyro.DensityModel"
+FORMAT_VERSION = 1
+_CONFIG_KEYS = {
+    "observables": list,
+    "params": list,
+    "order": list,
+    "network": dict,
+    "dtype": str,
+    "projection": dict,
+}
+
+
+def _package_version() -> str:
+    try:
+        return version("gmmpyro")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def write_model_file(path: str | Path, tensors: dict[str, torch.Tensor], config: dict) -> None:
+    """Write ``tensors`` and the JSON-serialisable ``config`` to ``path``.
+
+    Arguments:
+        path: the file (conventionally ``*.gmm``); its directory must exist.
+        tensors: named tensors; written from CPU, contiguous.
+        config: the model description (keys ``observables, params, order, network, dtype,
+            projection`` and optionally ``history``).
+
+    Raises:
+        ValueError: the directory does not exist (checked before anything is written).
+
+    Example:
+        >>> import tempfile, os
+        >>> cfg = {"observables": [], "params": [], "order": [], "network": {}, "dtype": "float32", "projection": {}}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_model_file(os.path.join(tmp, "m.gmm"), {"w": torch.zeros(2)}, cfg)
+        ...     read_model_file(os.path.join(tmp, "m.gmm"))[1]["w"]
+        tensor([0., 0.])
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write {path}: directory {path.parent} does not exist")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "gmmpyro_version": _package_version(),
+        "config": json.dumps(config),
+    }
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def read_model_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Read a file written by :func:`write_model_file`: ``(config, tensors)`` on the CPU.
+
+    Raises:
+        ValueError: naming the file, when it is unreadable, not a gmmpyro model, of another
+            format version, or its header lacks a key or has one of the wrong type.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path} is not a readable gmmpyro model file: {error}") from error
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a gmmpyro DensityModel file (format {header.get('format')!r})")
+    file_version = header.get("format_version")
+    if file_version != str(FORMAT_VERSION):
+        raise ValueError(
+            f"{path} has model format version {file_version} (written by gmmpyro "
+            f"{header.get('gmmpyro_version', '?')}); this gmmpyro reads version {FORMAT_VERSION}"
+        )
+    try:
+        config = json.loads(header.get("config", ""))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: the model header is not valid JSON: {error}") from error
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the model header must be a JSON object, got {type(config).__name__}")
+    for key, kind in _CONFIG_KEYS.items():
+        if not isinstance(config.get(key), kind):
+            found = "missing" if key not in config else f"a {type(config[key]).__name__}"
+            raise ValueError(f"{path}: header field {key!r} must be a {kind.__name__}, is {found}")
+    return config, tensors
