@@ -1,10 +1,11 @@
-"""Peer density estimators trained with gmmpyro's protocol, for ``toy_kl.py --peers``.
+"""Peer density estimators trained with gmmpyro's protocol, for ``toy_kl.py --peers`` and ``speed.py``.
 
 Same events, same split (``gmmpyro.training.split_indices``), batch size, Adam learning
 rate, plateau schedule (× 0.5 after 2 epochs without improvement) and early stopping
 (patience, tolerance 1e-4), best epoch restored. Both peers model data space directly:
 events and parameters are standardised with the training mean and standard deviation, and
-the flow's log density gets the affine Jacobian back.
+the flow's log density gets the affine Jacobian back. :class:`PeerDensity` gives a trained
+peer gmmpyro's ``ConditionalDensity`` interface, so that scans and NUTS run it unchanged.
 """
 
 from __future__ import annotations
@@ -88,3 +89,112 @@ def fit_sbi(builder, x, theta, args):
         return -estimator.loss(xq, tq)
 
     return log_prob, seconds, epochs, sum(p.numel() for p in estimator.parameters()), estimator
+
+
+# ------------------------------------------------------------------ peers as gmmpyro densities
+
+
+def toy_nsf():
+    """zuko's conditional neural spline flow for the toy (4 observables, 2 parameters)."""
+    import zuko
+
+    return zuko.flows.NSF(4, 2, transforms=4, hidden_features=(128, 128))
+
+
+def toy_mdn(x, theta):
+    """sbi's mixture-density likelihood estimator for the toy, its z-scoring set from ``x, theta``."""
+    from sbi.neural_nets import likelihood_nn
+
+    return likelihood_nn(model="mdn", num_components=20)(theta[:10_000], x[:10_000])
+
+
+class PeerDensity:
+    """A trained peer behind gmmpyro's ``ConditionalDensity`` interface.
+
+    gmmpyro's likelihood, scans and ``sample_posterior`` then run it exactly as they run a
+    :class:`gmmpyro.DensityModel`. ``prepare(x)`` does the peer's own θ-independent work
+    once: standardising the events for the flow, laying them out as sbi's sample dimension
+    for the MDN (sbi evaluates its network once per θ, not per event).
+
+    Arguments:
+        kind: ``"flow"`` (a zuko flow trained by :func:`fit_flow`) or ``"sbi"`` (an sbi
+            estimator trained by :func:`fit_sbi`).
+        module: the trained network, already on its device and in its dtype.
+        x, theta: the training data, for the flow's standardisation.
+        like: a density whose observables, params and theta_bounds the peer shares (the toy).
+    """
+
+    def __init__(self, kind: str, module, x: torch.Tensor, theta: torch.Tensor, like) -> None:
+        if kind not in ("flow", "sbi"):
+            raise ValueError(f"kind must be 'flow' or 'sbi', got {kind!r}")
+        self.kind, self.module = kind, module
+        self.observables, self.params, self.theta_bounds = like.observables, like.params, like.theta_bounds
+        p = next(module.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        x, theta = x.to(p), theta.to(p)
+        self._x_mean, self._x_std, self._t_mean, self._t_std = _standardiser(x, theta)
+        self._log_jacobian = -torch.log(self._x_std).sum()
+
+    def __repr__(self) -> str:
+        size = sum(q.numel() for q in self.module.parameters())
+        return f"PeerDensity({self.kind}: {type(self.module).__name__}, {size} weights)"
+
+    def _flow_log_prob(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return self.module((theta - self._t_mean) / self._t_std).log_prob(z) + self._log_jacobian
+
+    def _sbi_log_prob(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """``x (S, B, d)``, ``theta (B, k)`` → ``(S, B)``: sbi's own layout."""
+        return self.module.log_prob(x, theta)
+
+    def log_prob(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        x, theta = torch.as_tensor(x).to(self.dtype), torch.as_tensor(theta).to(self.dtype)
+        if self.kind == "flow":
+            return self._flow_log_prob((x - self._x_mean) / self._x_std, theta)
+        batch = torch.broadcast_shapes(x.shape[:-1], theta.shape[:-1])
+        xb = x.expand(*batch, x.shape[-1]).reshape(1, -1, x.shape[-1])  # 1 M d
+        tb = theta.expand(*batch, theta.shape[-1]).reshape(-1, theta.shape[-1])  # M k
+        return self._sbi_log_prob(xb, tb).reshape(batch)
+
+    def sample(self, n: int, theta: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        raise NotImplementedError("peers are only scored here; sample the toy instead")
+
+    def prepare(self, x: torch.Tensor) -> _PreparedPeer:
+        return _PreparedPeer(self, torch.as_tensor(x, dtype=self.dtype, device=self.device))
+
+
+class _PreparedPeer:
+    def __init__(self, peer: PeerDensity, x: torch.Tensor) -> None:
+        self.model, self.events, self.n_events = peer, x, int(x.shape[0])
+        if peer.kind == "flow":
+            self._z = (x - peer._x_mean) / peer._x_std  # N d
+        else:
+            self._z = x.unsqueeze(1)  # N 1 d: sbi's sample dimension
+
+    def log_prob(self, theta: torch.Tensor) -> torch.Tensor:
+        """``theta (*b, k)`` → ``(*b, N)``."""
+        peer = self.model
+        if peer.kind == "flow":
+            return peer._flow_log_prob(self._z, theta.unsqueeze(-2))  # *b N
+        flat = theta.reshape(-1, theta.shape[-1])  # B k
+        lp = peer._sbi_log_prob(self._z.expand(-1, flat.shape[0], -1), flat)  # N B
+        return lp.T.reshape(*theta.shape[:-1], self.n_events)
+
+
+def train_peers(names, x, theta, like, *, epochs: int, seed: int, device, dtype) -> dict[str, PeerDensity]:
+    """Train the named peers (``"zuko NSF"``, ``"sbi MDN"``) for ``epochs`` with the protocol above."""
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(seed=seed, batch_size=500, max_epochs=epochs, stop_patience=10, quiet=True)
+    peers = {}
+    for name in names:
+        torch.manual_seed(seed)
+        if name == "zuko NSF":
+            module = fit_flow(name, toy_nsf(), x, theta, args)[4]
+            kind = "flow"
+        elif name == "sbi MDN":
+            module = fit_sbi(toy_mdn(x, theta), x, theta, args)[4]
+            kind = "sbi"
+        else:
+            raise ValueError(f"unknown peer {name!r}")
+        peers[name] = PeerDensity(kind, module.to(device=device, dtype=dtype), x, theta, like)
+    return peers

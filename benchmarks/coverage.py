@@ -35,9 +35,8 @@ import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from gmmpyro.exceptions import GmmpyroWarning  # noqa: E402
-from gmmpyro.inference.fit import fit_likelihood  # noqa: E402
 from gmmpyro.inference.likelihood import Likelihood  # noqa: E402
-from gmmpyro.inference.profile import delta_q, scan  # noqa: E402
+from gmmpyro.inference.profile import FitConfig, delta_q, fit, scan  # noqa: E402
 from gmmpyro.observables import Observable  # noqa: E402
 from gmmpyro.toy import ToyModel  # noqa: E402
 
@@ -85,7 +84,7 @@ def gaussian(n_events: int, n_exp: int, seed: int) -> list[str]:
     sd = 1 / math.sqrt(n_events)
     for i in range(n_exp):
         x = model.sample(n_events, [0.0, 1.0], seed=seed + i)
-        s = scan(model, x, {"mu": (-6 * sd, 6 * sd, 49)}, profile=["sigma"], n_starts=1)
+        s = scan(model, x, {"mu": (-6 * sd, 6 * sd, 49)}, profile=["sigma"], config=FitConfig(n_starts=1))
         for j, cl in enumerate(CLS):
             lo, hi = s.interval("mu", cl)
             hits[i, j] = lo < 0.0 < hi
@@ -108,8 +107,8 @@ def toy_contour(truth: list[float], n_exp: int, seed: int, nuisance: bool) -> st
     for i in range(n_exp):
         x = model.sample(400, theta, seed=seed + i)
         lik = Likelihood(model, x, constraints=constraints)
-        best = fit_likelihood(lik, n_starts=8, seed=i)
-        at_truth = fit_likelihood(lik, fixed={"cx": truth[0], "cy": truth[1]}, n_starts=1)
+        best = fit(lik, config=FitConfig(n_starts=8, seed=i))
+        at_truth = fit(lik, fixed={"cx": truth[0], "cy": truth[1]}, config=FitConfig(n_starts=1))
         q_truth[i] = at_truth.twice_nll - best.twice_nll
     hits = [q_truth < delta_q(cl, 2) for cl in CLS]
     label = "toy, nu profiled" if nuisance else "toy"

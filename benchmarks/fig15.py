@@ -4,7 +4,7 @@ Nine pseudo-datasets of 400 events are drawn from the exact toy density at the t
 ``c ∈ {-0.8, 0, 0.8}²``; the model and the truth are scanned on the same grid with
 ``gmmpyro.inference.profile.scan``, and per point the script reports the distance between the
 two maximum-likelihood estimates and the intersection over union of the 68 % and 95 % Wilks
-regions (``gmmpyro.validation.contour_agreement``). Issue 6 target: mean 68 % IoU ≥ 0.85 and
+regions (``gmmpyro.validation.contour_agreement``). Targets: mean 68 % IoU ≥ 0.85 and
 mean MLE distance ≤ 0.05. At 400 events the 68 % region has a radius of about 0.1, so each
 dataset is scanned on its own grid, truth ± ``--window`` (default 0.4, 41² points: a step of
 0.02), rather than on the whole ±1.5 range (``--window 0``; a 61² grid has a step of 0.05).
@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 import gmmpyro
-from gmmpyro.plots_validation import plot_contour_agreement
+from gmmpyro.plotting import plot_contour_agreement
 from gmmpyro.toy import ToyModel, paper_config, paper_training_config
 from gmmpyro.validation import contour_agreement
 

@@ -30,9 +30,8 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 
 import torch  # noqa: E402
 
-from gmmpyro.inference.fit import fit_likelihood  # noqa: E402
 from gmmpyro.inference.likelihood import Likelihood  # noqa: E402
-from gmmpyro.inference.profile import scan  # noqa: E402
+from gmmpyro.inference.profile import FitConfig, fit, scan  # noqa: E402
 from gmmpyro.toy import ToyModel  # noqa: E402
 
 TRUTH = (0.8, -0.8)
@@ -100,7 +99,7 @@ def bench_profiled(x: torch.Tensor, model, n: int, n_loop: int, rows: list) -> N
 
     def loop():
         for cx, cy in subset.tolist():
-            fit_likelihood(lik, fixed={"cx": cx, "cy": cy}, start={"nu": 0.0}, n_starts=1)
+            fit(lik, fixed={"cx": cx, "cy": cy}, start={"nu": 0.0}, config=FitConfig(n_starts=1))
 
     t_loop = timed(loop, repeat=1) * len(theta) / n_loop
     rows.append(("toy, nu profiled", f"scan(profile=['nu']): fit + {n}×{n} conditional fits", t_scan, None))

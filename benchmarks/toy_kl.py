@@ -9,6 +9,7 @@ flow and sbi's mixture-density likelihood estimator (``pip install 'gmmpyro[benc
     OMP_NUM_THREADS=1 python benchmarks/toy_kl.py   # 10k events per grid point
     python benchmarks/toy_kl.py --full           # 50k events per grid point (paper)
     python benchmarks/toy_kl.py --peers --save toy.gmm
+    python benchmarks/toy_kl.py --design lowrank --rank 16 --save toy_lowrank.gmm
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 # imports: keep this folder on the path, but last
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+
+from dataclasses import replace  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -53,7 +56,8 @@ def kl_gaps(log_prob, toy: ToyModel, n_events: int, seed: int) -> list[tuple[flo
 
 
 def train_gmmpyro(x, theta, args):
-    model = gmmpyro.DensityModel(ToyModel().observables, ["cx", "cy"], config=paper_config())
+    network = replace(paper_config(), design=args.design, rank=args.rank)
+    model = gmmpyro.DensityModel(ToyModel().observables, ["cx", "cy"], config=network)
     config = paper_training_config(
         batch_size=args.batch_size,
         max_epochs=args.max_epochs,
@@ -105,6 +109,8 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--stop-patience", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--design", choices=("paper", "lowrank"), default="paper", help="gmmpyro's network design")
+    parser.add_argument("--rank", type=int, default=16, help="rank of the lowrank design")
     parser.add_argument("--peers", action="store_true", help="also train zuko NSF and sbi MDN")
     parser.add_argument("--save", help="write the trained model here")
     parser.add_argument("--json", help="write the results here as JSON")

@@ -6,12 +6,12 @@ for profile-likelihood scans.
 """
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 
 from . import exceptions, observables, projection, protocols, toy
-from .distribution import GMMDistribution
 from .exceptions import ConvergenceWarning, GmmpyroWarning, OutOfRangeWarning
-from .inference import bayes, profile
-from .inference.bayes import NUTSConfig
+from .inference import profile
+from .inference.fit_config import FitConfig
 from .inference.terms import PoissonTerm
 from .model import DensityModel, MixtureComponents
 from .networks import NetworkConfig
@@ -20,12 +20,16 @@ from .projection import LatentProjection
 from .protocols import ConditionalDensity, PreparedEvents
 from .training import TrainingConfig, TrainingHistory
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("gmmpyro")
+except PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "unknown"
 
 __all__ = [
     "ConditionalDensity",
     "ConvergenceWarning",
     "DensityModel",
+    "FitConfig",
     "GMMDistribution",
     "GmmpyroWarning",
     "LatentProjection",
@@ -50,12 +54,16 @@ __all__ = [
     "validation",
 ]
 
-_LAZY = ("plotting", "validation")  # they import matplotlib; load on first use
+# loaded on first use: matplotlib (plotting, validation) and Pyro (the rest) cost seconds to import
+_LAZY_MODULES = {"plotting": ".plotting", "validation": ".validation", "bayes": ".inference.bayes"}
+_LAZY_NAMES = {"GMMDistribution": ".distribution", "NUTSConfig": ".inference.bayes"}
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_MODULES:
+        return importlib.import_module(_LAZY_MODULES[name], __name__)
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -9,6 +9,7 @@ notebook's HTML view are drawn from one :class:`Table` that each result describe
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 
@@ -19,7 +20,7 @@ __all__ = ["Result", "Table", "plain", "readonly"]
 
 
 def plain(value):
-    """``value`` as plain Python: arrays → nested lists, results → dicts, NaN/inf stay floats.
+    """``value`` as plain Python: arrays → nested lists, results → dicts, paths → strings, NaN/inf stay floats.
 
     Example:
         >>> plain({"a": np.arange(2), "b": (np.float64(0.5),)})
@@ -33,6 +34,8 @@ def plain(value):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

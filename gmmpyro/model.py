@@ -504,21 +504,10 @@ class DensityModel(nn.Module):
         Raises:
             ValueError: the file's directory does not exist (nothing is written).
         """
-        from .modelfile import write_model_file
+        from .modelfile import save_model
 
         self._require_fitted()
-        tensors = {f"model.{k}": v for k, v in self.state_dict().items()}
-        tensors.update({f"projection.{k}": v for k, v in self.projection.state_dict().items()})
-        config = {
-            "observables": [o.to_dict() for o in self.observables],
-            "params": list(self.params),
-            "order": list(self.order),
-            "network": self.config.to_dict(),
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "projection": self.projection.config(),
-            "history": self.history.to_dict() if self.history is not None else None,
-        }
-        write_model_file(path, tensors, config)
+        save_model(self, path)
 
     @classmethod
     def load(cls, path, map_location: torch.device | str | None = None) -> DensityModel:
@@ -526,38 +515,11 @@ class DensityModel(nn.Module):
 
         Raises:
             ValueError: naming the file, when it is not a gmmpyro model, is of another format
-                version, or its tensors do not match the architecture its header describes.
+                version, or its header or tensors are inconsistent.
         """
-        from .modelfile import read_model_file
-        from .training import TrainingHistory
+        from .modelfile import load_model
 
-        config, tensors = read_model_file(path)
-        try:
-            dtype = getattr(torch, config["dtype"])
-            if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-                raise ValueError(f"not a floating-point dtype: {config['dtype']!r}")
-            model = cls(
-                [Observable.from_dict(o) for o in config["observables"]],
-                config["params"],
-                config=NetworkConfig.from_dict(config["network"]),
-                order=config["order"],
-                dtype=dtype,
-            )
-        except (AttributeError, KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{path}: the model header is inconsistent: {error}") from error
-        state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as error:
-            raise ValueError(f"{path}: tensors do not match the architecture in its header: {error}") from error
-        projection_tensors = {
-            k.removeprefix("projection."): v for k, v in tensors.items() if k.startswith("projection.")
-        }
-        model.set_projection(LatentProjection.from_config(config["projection"], projection_tensors))
-        if config.get("history") is not None:
-            model.history = TrainingHistory.from_dict(config["history"])
-        model.eval()
-        return model.to(map_location) if map_location is not None else model
+        return load_model(cls, path, map_location)
 
     def extra_repr(self) -> str:
         return (

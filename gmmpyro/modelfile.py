@@ -1,9 +1,11 @@
 """Model files: one safetensors file holding tensors and a validated JSON header.
 
 Nothing is unpickled on load. The header carries a format name and version, the package
-version that wrote it, and a JSON description of the model; this module checks the
-envelope (format, version, readable JSON with the expected keys) and leaves the meaning of
-the description and the tensors to :class:`gmmpyro.DensityModel`.
+version that wrote it, and a JSON description of the model (observables, parameters,
+order, network constants, projection settings, training history); loading checks the
+envelope (format, version, readable JSON with the expected keys), rebuilds the model from
+the description and checks the tensors against it. Use :meth:`gmmpyro.DensityModel.save`
+and :meth:`~gmmpyro.DensityModel.load`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "read_model_file", "write_model_file"]
+from .networks import NetworkConfig
+from .observables import Observable
+from .projection import LatentProjection
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "read_model_file", "save_model", "write_model_file"]
 
 FORMAT = "gmmpyro.DensityModel"
 FORMAT_VERSION = 1
@@ -102,3 +108,50 @@ def read_model_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
             found = "missing" if key not in config else f"a {type(config[key]).__name__}"
             raise ValueError(f"{path}: header field {key!r} must be a {kind.__name__}, is {found}")
     return config, tensors
+
+
+def save_model(model, path: str | Path) -> None:
+    """Write a trained :class:`~gmmpyro.DensityModel` to ``path`` (see :meth:`DensityModel.save`)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"projection.{k}": v for k, v in model.projection.state_dict().items()})
+    config = {
+        "observables": [o.to_dict() for o in model.observables],
+        "params": list(model.params),
+        "order": list(model.order),
+        "network": model.config.to_dict(),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "projection": model.projection.config(),
+        "history": model.history.to_dict() if model.history is not None else None,
+    }
+    write_model_file(path, tensors, config)
+
+
+def load_model(cls, path: str | Path, map_location: torch.device | str | None = None):
+    """Read a model of class ``cls`` written by :func:`save_model` (see :meth:`DensityModel.load`)."""
+    from .training import TrainingHistory
+
+    config, tensors = read_model_file(path)
+    try:
+        dtype = getattr(torch, config["dtype"])
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(f"not a floating-point dtype: {config['dtype']!r}")
+        model = cls(
+            [Observable.from_dict(o) for o in config["observables"]],
+            config["params"],
+            config=NetworkConfig.from_dict(config["network"]),
+            order=config["order"],
+            dtype=dtype,
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: the model header is inconsistent: {error}") from error
+    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"{path}: tensors do not match the architecture in its header: {error}") from error
+    projection_tensors = {k.removeprefix("projection."): v for k, v in tensors.items() if k.startswith("projection.")}
+    model.set_projection(LatentProjection.from_config(config["projection"], projection_tensors))
+    if config.get("history") is not None:
+        model.history = TrainingHistory.from_dict(config["history"])
+    model.eval()
+    return model.to(map_location) if map_location is not None else model

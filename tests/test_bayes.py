@@ -13,6 +13,7 @@ import math
 import random
 import warnings
 
+import arviz as az
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -24,9 +25,9 @@ from pyro.ops.stats import effective_sample_size
 
 from gmmpyro.distribution import GMMDistribution
 from gmmpyro.exceptions import ConvergenceWarning, OutOfRangeWarning
-from gmmpyro.inference.bayes import NUTSConfig, _build_pyro_model, sample_posterior
+from gmmpyro.inference.bayes import NUTSConfig, _build_pyro_model, _report, sample_posterior
+from gmmpyro.inference.chains import run_chains
 from gmmpyro.inference.likelihood import Likelihood
-from gmmpyro.inference.posterior_data import ess_bulk, rhat, to_arviz
 from gmmpyro.inference.terms import PoissonTerm
 from gmmpyro.toy import ToyModel
 
@@ -185,8 +186,8 @@ def test_posterior_agrees_with_exact_grid(idata, exact):
 @pytest.mark.mcmc
 def test_chains_converge(idata):
     for name in ("cx", "cy"):
-        assert rhat(_draws(idata, name)) < 1.01
-        assert ess_bulk(_draws(idata, name)) > 200
+        assert az.rhat(_draws(idata, name)) < 1.01
+        assert az.ess(_draws(idata, name), method="bulk") > 200
     assert not idata["sample_stats"]["diverging"].values.any()
 
 
@@ -272,7 +273,7 @@ def test_nuisance_widens_the_posterior(factory):
         mean, sd = marginal.mean_sd(i)
         assert abs(d.mean() - mean) < Z * _mcse_mean(d), (name, d.mean(), mean)
         assert abs(d.std() - sd) < Z * _mcse_sd(d), (name, d.std(), sd)
-        assert rhat(d) < 1.01, name
+        assert az.rhat(d) < 1.01, name
     # wider than with nu fixed: expected margin ~3 Monte-Carlo standard errors of the sd
     assert _draws(idata, "cy").std() > fixed.mean_sd(1)[1]
 
@@ -381,21 +382,52 @@ def test_weighted_run_with_extra_term_under_no_grad(model, x_obs):
     assert idata["posterior"].attrs["fixed_params"] == "cy=-0.8"
 
 
-# ------------------------------------------------------------------------------ ArviZ helpers
+# ------------------------------------------------------------------------------ convergence report
 
 
-def test_rhat_and_ess_agree_with_arviz():
-    import arviz as az
-
+def _ar1(shift=(0.0, 0.0, 0.0, 0.0)) -> np.ndarray:
+    """Four AR(1) chains (phi = 0.7), ``(chain, draw)``, each shifted by ``shift``."""
     rng = np.random.default_rng(0)
     x = np.zeros((4, 1000))
-    for t in range(1, 1000):  # AR(1), phi = 0.7: ESS ~ N (1 - phi) / (1 + phi)
+    for t in range(1, 1000):
         x[:, t] = 0.7 * x[:, t - 1] + rng.normal(size=4)
-    idata = to_arviz({"posterior": {"a": x}})
-    assert rhat(x) == pytest.approx(float(az.rhat(idata)["a"].values), rel=1e-3)
-    assert ess_bulk(x) == pytest.approx(float(az.ess(idata, method="bulk")["a"].values), rel=0.02)
-    shifted = x + np.array([0.0, 0.0, 0.0, 3.0])[:, None]
-    assert rhat(shifted) > 1.1
+    return x + np.asarray(shift)[:, None]
+
+
+def test_report_warns_on_rhat_and_divergences(caplog):
+    """ArviZ's R-hat and bulk ESS are logged; R-hat > 1.01 and divergences warn, constant draws are quiet."""
+    calm = {"diverging": np.zeros((4, 1000), dtype=bool)}
+    with caplog.at_level("INFO", logger="gmmpyro.inference.bayes"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _report({"a": _ar1(), "fixed": np.ones((4, 1000))}, calm, num_chains=4)
+    ess = float(az.ess(_ar1(), method="bulk"))
+    assert f"bulk ESS {ess:.0f}" in caplog.text and "R-hat nan" in caplog.text  # the constant one: nan
+    with pytest.warns(ConvergenceWarning, match=r"a: R-hat 1\.\d+ > 1\.01"):
+        _report({"a": _ar1(shift=(0.0, 0.0, 0.0, 3.0))}, calm, num_chains=4)
+    diverging = calm["diverging"].copy()
+    diverging[1, [3, 5]] = True
+    with pytest.warns(ConvergenceWarning, match=r"2 divergent transition\(s\).*\[0, 2, 0, 0\]"):
+        _report({"a": _ar1()}, {"diverging": diverging}, num_chains=4)
+
+
+def test_chains_mark_divergent_draws_and_take_few_draws():
+    """Neal's funnel diverges; the per-draw statistics hold one entry per kept draw, even for 2 draws."""
+
+    def funnel():
+        v = pyro.sample("v", dist.Normal(0.0, 3.0))
+        pyro.sample("x", dist.Normal(torch.zeros(5), torch.exp(v / 2)).to_event(1))
+
+    def run(num_samples, warmup_steps):
+        (chain,) = run_chains(
+            funnel, {"v": dist.Normal(0.0, 3.0)}, lambda d: torch.zeros(len(d["v"])), [1],
+            num_samples=num_samples, warmup_steps=warmup_steps, config=NUTSConfig(init_strategy="median"),
+            progress=False,
+        )  # fmt: skip
+        return chain.stats
+
+    stats = run(300, 100)
+    assert stats["diverging"].dtype == bool and 0 < stats["diverging"].sum() < 300
+    assert {k: v.shape for k, v in run(2, 3).items()} == dict.fromkeys(stats, (2,))
 
 
 def test_draws_outside_the_trained_range_warn_once():

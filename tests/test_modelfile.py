@@ -82,3 +82,25 @@ def test_saving_into_a_missing_directory_fails_before_writing(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         trained_toy_model().save(tmp_path / "missing" / "m.gmm")
     assert not (tmp_path / "missing").exists()
+
+
+def test_lowrank_design_round_trips(tmp_path):
+    from dataclasses import replace
+
+    from helpers import SMALL_NETWORK
+
+    from gmmpyro import TrainingConfig
+    from gmmpyro.toy import ToyModel
+
+    toy = ToyModel()
+    x, theta = toy.grid_dataset(100, grid=[[-1.0, -1.0], [0.0, 0.0], [1.0, 1.0]], seed=0)
+    torch.manual_seed(0)
+    model = DensityModel(toy.observables, toy.params, config=replace(SMALL_NETWORK, design="lowrank", rank=3))
+    model.fit(x, theta, config=TrainingConfig(max_epochs=1), progress=False)
+    model.save(tmp_path / "lowrank.gmm")
+    loaded = DensityModel.load(tmp_path / "lowrank.gmm")
+    assert loaded.config == model.config and loaded.config.design == "lowrank"
+    grid = torch.tensor([[0.2, -0.3], [0.9, 0.1]]).unsqueeze(-2)  # G 1 k
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.prepare(x[:50]).log_prob(grid.squeeze(-2)), model.log_prob(x[:50], grid))
+    torch.testing.assert_close(loaded.sample(20, grid[0, 0], seed=2), model.sample(20, grid[0, 0], seed=2))

@@ -16,8 +16,10 @@ from matplotlib.figure import Figure
 from scipy.stats import gaussian_kde
 from test_profile import GaussModel
 
+from gmmpyro.inference.posterior_data import to_arviz
 from gmmpyro.inference.profile import scan
-from gmmpyro.plots_inference import compare, hdi_1d, hdr_levels, plot_profile
+from gmmpyro.plotting import compare, plot_profile
+from gmmpyro.plotting.inference import hdr_levels
 
 N = 200
 
@@ -37,7 +39,7 @@ def idata(scans):
     mle = scans[1].mle
     rng = np.random.default_rng(0)
     draws = rng.multivariate_normal([mle.values["mu"], mle.values["sigma"]], mle.covariance, size=(2, 1000))
-    return az.from_dict(posterior={"mu": draws[..., 0], "sigma": draws[..., 1]})
+    return to_arviz({"posterior": {"mu": draws[..., 0], "sigma": draws[..., 1]}})
 
 
 @pytest.fixture(autouse=True)
@@ -63,24 +65,30 @@ def test_compare_2d(scans, idata):
     assert isinstance(fig, Figure) and len(fig.axes) == 3
     fig2, axes = plt.subplots(1, 3)
     assert compare(scans[1], idata, axes=axes) is fig2
-    with pytest.raises(ValueError, match="need 3 axes"):
+    with pytest.raises(ValueError, match="compare needs 3 axes"):
         compare(scans[1], idata, axes=axes[:2])
 
 
 def test_compare_1d_and_bad_idata(scans, idata):
     fig = compare(scans[0], idata)
     assert len(fig.axes) == 1
-    bad = az.from_dict(posterior={"cx": np.zeros((2, 10))})
+    bad = to_arviz({"posterior": {"cx": np.zeros((2, 10))}})
     with pytest.raises(ValueError, match=r"no variable\(s\) \['mu'\]"):
         compare(scans[0], bad)
     with pytest.raises(TypeError, match="posterior"):
         compare(scans[0], {"mu": np.zeros(3)})
 
 
-def test_hdi_1d_matches_arviz():
-    draws = np.random.default_rng(1).gamma(3.0, size=5000)
-    for cl in (0.68, 0.95):
-        np.testing.assert_allclose(hdi_1d(draws, cl), az.hdi(draws, hdi_prob=cl), rtol=1e-12)
+def test_compare_draws_the_arviz_hdi(scans, idata):
+    """The dashed segments of the 1-D panels are ArviZ's highest-density intervals of the draws."""
+    fig = compare(scans[0], idata, cl=(0.68, 0.95))
+    (ax,) = fig.axes
+    dashed = [c for c in ax.collections if c.get_linestyle()[0][1] is not None]  # hlines(ls="--")
+    ends = np.array([seg[:, 0] for c in dashed for seg in c.get_segments()])
+    draws = np.asarray(idata.posterior["mu"].values, dtype=float).ravel()
+    np.testing.assert_allclose(ends, [az.hdi(draws, cl) for cl in (0.68, 0.95)], rtol=1e-12)
+    lo, hi = ends[0]
+    assert np.mean((draws >= lo) & (draws <= hi)) == pytest.approx(0.68, abs=1e-3)
 
 
 def test_hdr_of_a_gaussian():

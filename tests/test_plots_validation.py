@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 import gmmpyro
-from gmmpyro.plots_validation import (
+from gmmpyro.plotting import (
     plot_contour_agreement,
     plot_marginals,
     plot_mixture,

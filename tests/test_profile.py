@@ -21,7 +21,7 @@ from scipy import optimize, stats
 
 from gmmpyro.exceptions import ConvergenceWarning, GmmpyroWarning, OutOfRangeWarning
 from gmmpyro.inference.likelihood import Likelihood
-from gmmpyro.inference.profile import FitResult, ProfileScan, delta_q, fit, scan
+from gmmpyro.inference.profile import FitConfig, FitResult, ProfileScan, delta_q, fit, scan
 from gmmpyro.inference.terms import PoissonTerm
 from gmmpyro.observables import Observable
 from gmmpyro.protocols import ConditionalDensity
@@ -273,11 +273,12 @@ def test_out_of_range_warnings(gauss):
 def test_nonconverged_points_are_masked(gauss):
     model, x, _, _ = gauss
     with pytest.warns(ConvergenceWarning, match="did not converge"):
-        result = scan(model, x, {"mu": (-3.0, 3.5, 27)}, profile=["sigma"], max_iter=2, refine=0)
+        result = scan(model, x, {"mu": (-3.0, 3.5, 27)}, profile=["sigma"],
+                      config=FitConfig(profile_max_iter=2, refine=0))  # fmt: skip
     assert not result.valid.all() and result.valid.any()
     assert np.all(result.n_iter[~result.valid] == 2)
     # with neighbour warm starts (the default) every point converges
-    assert scan(model, x, {"mu": (-3.0, 3.5, 27)}, profile=["sigma"], max_iter=8).valid.all()
+    assert scan(model, x, {"mu": (-3.0, 3.5, 27)}, profile=["sigma"], config=FitConfig(profile_max_iter=8)).valid.all()
 
 
 def test_bounds_are_respected(gauss):
@@ -319,6 +320,51 @@ def test_results_are_read_only_and_export(gauss):
     assert set(point) >= {"mu", "sigma", "q", "valid", "edm", "n_iter"}
 
 
+def test_a_ready_likelihood_gives_the_same_results(gauss):
+    """``fit(lik)``/``scan(lik, grid)`` prepare nothing again and agree with ``fit(model, x)``."""
+    _, x, _, _ = gauss
+    model = GaussModel()
+    weights = torch.linspace(0.5, 1.5, N_EVENTS, dtype=torch.float64)
+    lik = Likelihood(model, x, weights=weights)
+    grid = {"mu": (-0.2, 0.8, 11)}
+    by_model = scan(model, x, grid, profile=["sigma"], weights=weights)
+    for by_lik in (scan(lik, grid, profile=["sigma"]), scan(lik, grid=grid, profile=["sigma"])):
+        np.testing.assert_array_equal(by_lik.twice_nll, by_model.twice_nll)
+        assert by_lik.mle.to_dict() == by_model.mle.to_dict()
+    assert fit(lik).to_dict() == fit(model, x, weights=weights).to_dict()
+    assert model.prepares == 3  # scan and fit of the model, and the Likelihood once
+    with pytest.raises(TypeError, match="weights cannot be given"):
+        fit(lik, weights=weights)
+    with pytest.raises(TypeError, match="x_obs cannot be given"):
+        scan(lik, x, grid)
+    with pytest.raises(TypeError, match=r"give the observed events, fit\(model, x_obs"):
+        fit(model)
+
+
+def test_fit_config_is_validated_and_used(gauss):
+    model, x, _, _ = gauss
+    for bad in ({"n_starts": 0}, {"tol": -1.0}, {"tol": float("nan")}, {"max_iter": 2.5}, {"refine": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            FitConfig(**bad)
+    with pytest.raises(TypeError, match="FitConfig"):
+        fit(model, x, config={"n_starts": 1})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        FitConfig().tol = 1.0
+    result = fit(model, x, config=FitConfig(n_starts=3, seed=4))
+    assert result.starts.shape == (3, 2)
+    assert not np.array_equal(result.starts, fit(model, x, config=FitConfig(n_starts=3)).starts)
+
+
+def test_fit_result_repr_shows_values_errors_and_status(gauss):
+    model, x, xbar, _ = gauss
+    result = fit(model, x, fixed={"sigma": 1.0})
+    lines = repr(result).splitlines()
+    assert lines[0].startswith("FitResult (valid: -2 ln L = ")
+    assert lines[1].split() == ["name", "value", "error"]
+    assert lines[2].split()[:2] == ["mu", f"{xbar:.6g}"] and lines[3].split() == ["sigma", "1", "fixed"]
+    assert "background:#c2f0c2" in result._repr_html_()
+
+
 def test_delta_q():
     assert delta_q(0.68, 1) == pytest.approx(1.0, abs=1e-9)
     assert delta_q(0.95, 1) == pytest.approx(3.8415, abs=1e-4)
@@ -344,7 +390,7 @@ def test_coverage_of_profile_interval():
     covered = 0
     for i in range(n_exp):
         x = model.sample(n, [0.0, 1.0], seed=1000 + i)
-        result = scan(model, x, {"mu": (-0.8, 0.8, 33)}, profile=["sigma"], n_starts=1)
+        result = scan(model, x, {"mu": (-0.8, 0.8, 33)}, profile=["sigma"], config=FitConfig(n_starts=1))
         lo, hi = result.interval("mu")
         covered += lo < 0.0 < hi
     coverage = covered / n_exp
@@ -395,10 +441,11 @@ def test_toy_scan_reproduces_brute_force(toy_data):
 def test_scan_recovers_when_the_fit_misses_the_global_minimum(toy_data):
     model, x = toy_data
     good = fit(model, x)
-    local = fit(model, x, start={"cx": -0.8, "cy": 0.8}, n_starts=1)  # a mirror-image local minimum
+    one = FitConfig(n_starts=1)
+    local = fit(model, x, start={"cx": -0.8, "cy": 0.8}, config=one)  # a mirror-image local minimum
     assert local.twice_nll > good.twice_nll + 100
     grid = {"cx": (-1.5, 1.5, 31), "cy": (-1.5, 1.5, 31)}
-    result = scan(model, x, grid, start={"cx": -0.8, "cy": 0.8}, n_starts=1)  # no warning: refitted
+    result = scan(model, x, grid, start={"cx": -0.8, "cy": 0.8}, config=one)  # no warning: refitted
     assert result.mle.values["cx"] == pytest.approx(good.values["cx"], abs=1e-7)
     assert result.twice_nll_min == pytest.approx(good.twice_nll, abs=1e-7)
     assert result.q.min() >= 0

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import gmmpyro
-from gmmpyro.cli import main
-from gmmpyro.report import ReportConfig, add_report_command, load_events, write_report
+from gmmpyro.cli import add_report_command, main
+from gmmpyro.report import ReportConfig, load_events, write_report
 from gmmpyro.toy import ToyModel
 from gmmpyro.validation import ClassifierConfig
 
@@ -73,7 +73,13 @@ def test_write_report_end_to_end(tiny, tmp_path):
     # only gmmpyro's own warnings (e.g. fits of this 2-epoch model that do not converge) are collected
     own = ("ConvergenceWarning", "OutOfRangeWarning", "GmmpyroWarning")
     assert all(w.split(":")[0] in own for w in result.warnings), result.warnings
-    assert result.verdict in repr(result)
+    assert repr(result).startswith(f"ReportResult: {result.verdict} — {result.out_dir} (12 figures")
+    assert f"  {summary['verdicts']['kl_gap']['verdict']}  kl_gap: KL(truth" in repr(result)
+    assert result.verdict in result._repr_html_()
+    exported = json.loads(json.dumps(result.to_dict()))  # plain JSON, paths as strings
+    assert exported["verdict"] == result.verdict and exported["out_dir"] == str(result.out_dir)
+    with pytest.raises(AttributeError):
+        result.verdict = "PASS"  # read-only
 
 
 def test_report_input_errors(tiny, tmp_path):

@@ -16,6 +16,7 @@ import torch
 from scipy import integrate, stats
 
 from gmmpyro.exceptions import ConvergenceWarning, GmmpyroWarning
+from gmmpyro.inference.profile import FitConfig, scan
 from gmmpyro.observables import Observable
 from gmmpyro.toy import ToyModel
 from gmmpyro.validation import (
@@ -320,6 +321,11 @@ def test_contour_agreement_with_itself_and_with_a_shifted_truth(toy):
     same = contour_agreement(toy, toy, truths, grid=grid, seed=1)
     assert same.iou_68.tolist() == [1.0, 1.0] and same.iou_95.tolist() == [1.0, 1.0]
     assert same.mle_distance.tolist() == [0.0, 0.0] and same.failed == ("", "")
+    # the contours are those of the reference's own profile scan of the same pseudo-dataset
+    x = toy.sample(400, torch.tensor(truths[1], dtype=toy.dtype), seed=2)
+    own = scan(toy, x, grid, bounds={n: (-1.5, 1.5) for n in grid}, config=FitConfig(n_starts=4, seed=1))
+    for a, b in zip(same.contours(1, "reference", 0.95), own.contour(0.95), strict=True):
+        np.testing.assert_array_equal(a, b)
     shifted = contour_agreement(Shifted(toy, [0.1, 0.0]), toy, truths, grid=grid, seed=1)
     # the model's MLE is the truth's minus δ: the distance is |δ| up to the fits' tolerance
     np.testing.assert_allclose(shifted.mle_model, shifted.mle_reference - [0.1, 0.0], atol=2e-3)
@@ -352,5 +358,6 @@ def test_contour_agreement_records_a_failed_scan(toy):
     with pytest.warns(ConvergenceWarning, match="model scan failed: boom"):
         result = contour_agreement(Shifted(toy, [0.0, 0.0], fail=True), toy, [[0.0, 0.0]], grid=grid)
     assert "boom" in result.failed[0] and math.isnan(result.iou_68[0]) and math.isnan(result.mean_iou_68)
+    assert result.contours(0, "model") == [] and "failed: model scan" in repr(result)
     with pytest.raises(ValueError, match="unknown parameter"):
         contour_agreement(toy, toy, [[0.0, 0.0]], grid={"cx": (-1, 1, 5), "cz": (-1, 1, 5)})

@@ -28,12 +28,12 @@ def _help(parser: argparse.ArgumentParser, argv: list[str]) -> str:
 
 def cli_reference() -> str:
     """Markdown: the top-level help, then one section per command with its ``--help`` text."""
-    from gmmpyro.cli import _parser
+    from gmmpyro.cli import build_parser
 
     saved = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = _WIDTH  # argparse wraps to the terminal width
     try:
-        parser = _parser()
+        parser = build_parser()
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         parts = [f"```text\n{_help(parser, [])}\n```"]
         for name in commands.choices:

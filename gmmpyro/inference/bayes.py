@@ -13,23 +13,24 @@ Pyro distribution over one event, so i.i.d. events go in a ``pyro.plate``:
     >>> from gmmpyro.distribution import GMMDistribution
     >>> from gmmpyro.toy import ToyModel
     >>> toy = ToyModel()
-    >>> x_obs = toy.sample(50, [0.8, -0.8], seed=1)  # N d
-    >>> def pyro_model(x_obs):
+    >>> prepared = toy.prepare(toy.sample(50, [0.8, -0.8], seed=1))  # θ-independent work, once
+    >>> def pyro_model(prepared):
     ...     cx = pyro.sample("cx", dist.Uniform(-1.5, 1.5))
     ...     cy = pyro.sample("cy", dist.Uniform(-1.5, 1.5))
     ...     theta = torch.stack([cx, cy], -1)  # k, in the order of toy.params
-    ...     with pyro.plate("events", len(x_obs)):
-    ...         pyro.sample("x", GMMDistribution(toy, theta), obs=x_obs)
+    ...     with pyro.plate("events", prepared.n_events):
+    ...         pyro.sample("x", GMMDistribution(toy, theta, prepared=prepared), obs=prepared.events)
     >>> pyro.set_rng_seed(0)
     >>> mcmc = MCMC(NUTS(pyro_model), num_samples=20, warmup_steps=20, disable_progbar=True)
-    >>> mcmc.run(x_obs)
+    >>> mcmc.run(prepared)
     >>> mcmc.get_samples()["cx"].shape
     torch.Size([20])
 
-Add a Poisson rate term with ``pyro.factor("n", PoissonTerm(rate, n)(theta))``, nuisance
-parameters as further ``pyro.sample`` sites, and keep ``x_obs`` the same tensor object
-across calls: the distribution then reuses the θ-independent work on the events (see
-:mod:`gmmpyro.prepared`). With the toy's sign-symmetric ``|c|`` terms, Pyro's default
+Add a Poisson rate term with ``pyro.factor("n", PoissonTerm(rate, n)(theta))`` and nuisance
+parameters as further ``pyro.sample`` sites. ``prepared`` is the fast path: the work on the
+events that does not depend on ``θ`` is done once, not at every gradient (see
+:mod:`gmmpyro.prepared`); ``GMMDistribution(toy, theta)`` with ``obs=x_obs`` gives the same
+numbers, doing all the work at every call. With the toy's sign-symmetric ``|c|`` terms, Pyro's default
 starting points can leave a chain in a local mode of negligible mass; start chains with
 ``init_strategy=init_to_value(...)`` near the bulk, as :func:`sample_posterior` does.
 
@@ -63,11 +64,10 @@ from pyro import poutine
 
 from ..distribution import GMMDistribution
 from ..exceptions import ConvergenceWarning, results_checked_by_caller, warn
-from ..prepared import register
 from .chains import NUTSConfig, run_chains
 from .from_mcmc import from_mcmc
 from .likelihood import Likelihood
-from .posterior_data import ess_bulk, rhat, to_arviz
+from .posterior_data import to_arviz
 
 __all__ = ["NUTSConfig", "from_mcmc", "sample_posterior"]
 
@@ -167,7 +167,6 @@ def sample_posterior(
     lik = Likelihood(model, x_obs, weights=weights, extra_terms=extra_terms)  # checks x_obs, weights, terms
     if lik.weights is not None and not bool((lik.weights > 0).all()):
         raise ValueError("weights must be positive (drop events of weight 0)")
-    register(model, lik.x_obs, lik.prepared)  # the first NUTS step already takes the fast path
     if seed is None:  # fresh entropy, cut to 63 bits so that it fits the attributes (netCDF int64)
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
     seq = np.random.SeedSequence(seed)
@@ -282,12 +281,12 @@ def _is_number(value) -> bool:
 
 def _build_pyro_model(lik: Likelihood, sampled: dict, fixed: dict):
     """The Pyro model of :func:`sample_posterior`: priors, the event plate, extra terms."""
-    model, x, weights = lik.model, lik.x_obs, lik.weights
+    model, prepared, weights = lik.model, lik.prepared, lik.weights
 
     def pyro_model():
         theta = lik.theta_from({**fixed, **{p: pyro.sample(p, prior) for p, prior in sampled.items()}})  # k
         with pyro.plate("events", lik.n_events), poutine.scale(scale=1.0 if weights is None else weights):
-            pyro.sample("x", GMMDistribution(model, theta), obs=x)
+            pyro.sample("x", GMMDistribution(model, theta, prepared=prepared), obs=prepared.events)
         for i, term in enumerate(lik.extra_terms):
             pyro.factor(f"extra_term_{i}", term(theta))
 
@@ -309,10 +308,14 @@ def _on_device(model, device: torch.device):
 
 
 def _report(posterior: dict, stats: dict, num_chains: int) -> None:
+    """Log each parameter's rank-normalised R̂ and bulk ESS (ArviZ, Vehtari et al. 2021), warn on bad chains."""
+    import arviz as az  # az.rhat / az.ess take (chain, draw) arrays in ArviZ 0.x and 1.x alike
+
     n_div = int(stats["diverging"].sum())
     for name, d in posterior.items():
-        r = rhat(d) if num_chains > 1 and d.shape[1] >= 4 else math.nan
-        ess = ess_bulk(d) if d.shape[1] >= 4 else math.nan
+        usable = d.shape[1] >= 4 and np.ptp(d) > 0  # constant draws: no diagnostics (ArviZ divides by 0)
+        r = float(az.rhat(d)) if usable and num_chains > 1 else math.nan
+        ess = float(az.ess(d, method="bulk")) if usable else math.nan
         logger.info("%s: mean %.4g, sd %.3g, bulk ESS %.0f, R-hat %.4f", name, d.mean(), d.std(), ess, r)
         if r > _RHAT_MAX:
             warn(

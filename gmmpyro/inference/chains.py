@@ -28,8 +28,6 @@ import torch
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_median, init_to_uniform, init_to_value
 
-from ..prepared import modules_of
-
 __all__ = ["ChainResult", "NUTSConfig", "run_chains"]
 
 logger = logging.getLogger(__name__)
@@ -94,27 +92,33 @@ class ChainResult:
 
 
 class _RecordingNUTS(NUTS):
-    """NUTS that keeps per-iteration statistics (Pyro keeps only running averages)."""
+    """NUTS that keeps the per-iteration statistics Pyro computes but returns only as running averages.
+
+    Pyro's public interface gives the divergent draws (``kernel.diagnostics()``, read by an
+    ``MCMC`` ``hook_fn`` in :func:`run_chains`) and the step size; the leapfrog steps, the mean acceptance
+    probability, the energy and ``lp`` of each draw exist only inside ``NUTS.sample``. They
+    are read from its private ``_build_basetree`` (one call per leapfrog step) and
+    ``_potential_energy_last`` (tested with Pyro 1.9): ``pyproject.toml`` bounds ``pyro-ppl``
+    below the next, untested release.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.records: dict[str, list] = {k: [] for k in STATS}
+        self.records: dict[str, list] = {k: [] for k in STATS if k != "diverging"}
 
     def _build_basetree(self, z, r, z_grads, log_slice, direction, energy_current):
         tree = super()._build_basetree(z, r, z_grads, log_slice, direction, energy_current)
         self._it_steps += 1
         self._it_accept += float(tree.sum_accept_probs)
-        self._it_diverging = self._it_diverging or bool(tree.diverging)
         self._it_energy = float(energy_current)
         return tree
 
     def sample(self, params):
         step_size = float(self.step_size)
-        self._it_steps, self._it_accept, self._it_diverging, self._it_energy = 0, 0.0, False, math.nan
+        self._it_steps, self._it_accept, self._it_energy = 0, 0.0, math.nan
         z = super().sample(params)
         rec = self.records
         rec["lp"].append(-float(self._potential_energy_last))
-        rec["diverging"].append(self._it_diverging)
         rec["energy"].append(self._it_energy)
         rec["step_size"].append(step_size)
         rec["n_steps"].append(self._it_steps)
@@ -160,14 +164,24 @@ def run_chains(
                 full_mass=config.full_mass,
                 init_strategy=init,
             )
+            divergent = np.zeros(num_samples, dtype=bool)
+
+            def mark_divergent(kernel, params, stage, i, divergent=divergent):
+                if stage.lower().startswith("sample"):  # Pyro lists the divergent draws so far
+                    divergent[i] = i in kernel.diagnostics()["divergences"][-1:]
+
             mcmc = MCMC(
-                kernel, num_samples=num_samples, warmup_steps=warmup_steps, disable_progbar=not progress
+                kernel,
+                num_samples=num_samples,
+                warmup_steps=warmup_steps,
+                disable_progbar=not progress,
+                hook_fn=mark_divergent,
             )
             start = time.perf_counter()
             mcmc.run()
             seconds = time.perf_counter() - start
             draws = {k: v.detach().cpu().double().numpy() for k, v in mcmc.get_samples().items()}
-            stats = {k: np.asarray(v[-num_samples:]) for k, v in kernel.records.items()}
+            stats = {k: divergent if k == "diverging" else np.asarray(kernel.records[k][-num_samples:]) for k in STATS}
             results.append(ChainResult(draws, stats, seconds, int(sum(kernel.records["n_steps"]))))
             logger.info(
                 "chain %d/%d: %d+%d iterations in %.1f s, %d divergences, step size %.3g, acceptance %.2f",
@@ -193,9 +207,16 @@ def _resampled_init(priors: Mapping, log_likelihood: Callable, n: int):
     return init_to_value(values={name: v[i] for name, v in cand.items()})
 
 
+def _modules_of(model) -> list[torch.nn.Module]:
+    """The model itself if it is an ``nn.Module``, else the ``nn.Module`` attributes it holds."""
+    if isinstance(model, torch.nn.Module):
+        return [model]
+    return [v for v in vars(model).values() if isinstance(v, torch.nn.Module)] if hasattr(model, "__dict__") else []
+
+
 @contextlib.contextmanager
 def _eval_mode(model):
-    mods = modules_of(model) if model is not None else []
+    mods = _modules_of(model) if model is not None else []
     was = [m.training for m in mods]
     for m in mods:
         m.eval()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -11,21 +10,18 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
+from .._results import Result, Table
 from ..exceptions import ConvergenceWarning, warn
+from ..protocols import ConditionalDensity
+from .fit_config import FitConfig
 from .likelihood import Likelihood
 from .minimize import minimize
 
-__all__ = ["FitResult", "fit", "fit_likelihood"]
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.array(a)
-    a.flags.writeable = False
-    return a
+__all__ = ["FitConfig", "FitResult", "fit"]
 
 
 @dataclass(frozen=True, repr=False)
-class FitResult:
+class FitResult(Result):
     """A maximum-likelihood fit, read-only.
 
     Attributes:
@@ -59,6 +55,13 @@ class FitResult:
     start_twice_nll: np.ndarray
     start_converged: np.ndarray
 
+    _arrays = ("covariance", "starts", "start_twice_nll", "start_converged")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        object.__setattr__(self, "errors", MappingProxyType(dict(self.errors)))
+
     @property
     def valid(self) -> bool:
         """Converged with a usable covariance."""
@@ -75,59 +78,18 @@ class FitResult:
         sd = np.sqrt(np.diag(self.covariance))
         return self.covariance / np.outer(sd, sd)
 
-    def to_dict(self) -> dict:
-        """Plain, JSON-serialisable description."""
-        return {
-            "params": list(self.params),
-            "free": list(self.free),
-            "fixed": list(self.fixed),
-            "values": dict(self.values),
-            "errors": dict(self.errors),
-            "covariance": self.covariance.tolist(),
-            "twice_nll": self.twice_nll,
-            "converged": self.converged,
-            "covariance_ok": self.covariance_ok,
-            "edm": self.edm,
-            "n_iter": self.n_iter,
-            "starts": self.starts.tolist(),
-            "start_twice_nll": self.start_twice_nll.tolist(),
-            "start_converged": self.start_converged.tolist(),
-        }
-
-    def _status(self) -> str:
+    def _table(self) -> Table:
         state = "valid" if self.valid else ("converged, bad Hessian" if self.converged else "NOT converged")
         n_conv = int(self.start_converged.sum())
-        return (
+        status = (
             f"{state}: -2 ln L = {self.twice_nll:.6g}, edm = {self.edm:.2g}, {self.n_iter} iterations, "
             f"{n_conv}/{len(self.start_converged)} starts converged"
         )
-
-    def _rows(self) -> list[tuple[str, str, str, str]]:
-        return [
-            (
-                n,
-                f"{self.values[n]:.6g}",
-                "" if n in self.fixed else f"{self.errors[n]:.3g}",
-                "fixed" if n in self.fixed else "",
-            )
+        rows = [
+            (n, f"{self.values[n]:.6g}", *(("", "fixed") if n in self.fixed else (f"{self.errors[n]:.3g}", "")))
             for n in self.params
         ]
-
-    def __repr__(self) -> str:
-        lines = [f"FitResult ({self._status()})", f"  {'name':<12}{'value':>14}{'error':>12}"]
-        lines += [f"  {n:<12}{v:>14}{e:>12}  {f}".rstrip() for n, v, e, f in self._rows()]
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        color = "#c2f0c2" if self.valid else "#ff9999"
-        rows = "".join(
-            f"<tr><td>{html.escape(n)}</td><td>{v}</td><td>{e}</td><td>{f}</td></tr>"
-            for n, v, e, f in self._rows()
-        )
-        return (
-            f"<table><tr><th colspan='4' style='background:{color}'>FitResult: {html.escape(self._status())}"
-            f"</th></tr><tr><th>name</th><th>value</th><th>error</th><th></th></tr>{rows}</table>"
-        )
+        return Table(f"FitResult ({status})", rows, header=("name", "value", "error", ""), ok=self.valid, align="lrr")
 
 
 def _box(
@@ -179,18 +141,15 @@ def _starts(
     return torch.cat([first[None], a + (b - a) * r])  # n m
 
 
-def fit_likelihood(
+def _fit(
     lik: Likelihood,
     *,
-    fixed: Mapping[str, float] | None = None,
-    start: Mapping[str, float] | None = None,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    n_starts: int = 8,
-    seed: int = 0,
-    tol: float = 1e-6,
-    max_iter: int = 100,
+    fixed: Mapping[str, float] | None,
+    start: Mapping[str, float] | None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None,
+    config: FitConfig,
 ) -> FitResult:
-    """:func:`fit` for an already prepared :class:`~gmmpyro.inference.likelihood.Likelihood`."""
+    """:func:`fit` of a :class:`~gmmpyro.inference.likelihood.Likelihood`."""
     fixed = {n: float(v) for n, v in (fixed or {}).items()}
     lik.check_names(fixed, what="fixed")
     start = dict(start or {})
@@ -198,8 +157,6 @@ def fit_likelihood(
     clash = sorted(set(start) & set(fixed))
     if clash:
         raise ValueError(f"start: parameter(s) {clash} are fixed; give their values in fixed= only")
-    if n_starts < 1:
-        raise ValueError(f"n_starts must be at least 1, got {n_starts}")
     free = tuple(n for n in lik.param_names if n not in fixed)
     base = torch.tensor([fixed.get(n, 0.0) for n in lik.param_names], dtype=lik.dtype, device=lik.device)
     free_idx = torch.tensor([lik.index(n) for n in free], dtype=torch.long, device=lik.device)
@@ -219,23 +176,25 @@ def fit_likelihood(
             params=lik.param_names,
             free=(),
             fixed=lik.param_names,
-            values=MappingProxyType({n: fixed[n] for n in lik.param_names}),
-            errors=MappingProxyType(dict.fromkeys(lik.param_names, 0.0)),
-            covariance=_readonly(np.zeros((0, 0))),
+            values={n: fixed[n] for n in lik.param_names},
+            errors=dict.fromkeys(lik.param_names, 0.0),
+            covariance=np.zeros((0, 0)),
             twice_nll=twice_nll,
             converged=True,
             covariance_ok=True,
             edm=0.0,
             n_iter=0,
-            starts=_readonly(np.zeros((1, 0))),
-            start_twice_nll=_readonly([twice_nll]),
-            start_converged=_readonly([True]),
+            starts=np.zeros((1, 0)),
+            start_twice_nll=[twice_nll],
+            start_converged=[True],
         )
 
-    z0 = _starts(lik, free, start, lo, hi, n_starts, seed)  # S m
+    z0 = _starts(lik, free, start, lo, hi, config.n_starts, config.seed)  # S m
     if start:
         lik.check_range(full(z0[0]), what="start")
-    res = minimize(lambda z, rows: -lik.log_likelihood(full(z)), z0, lo=lo, hi=hi, tol=tol, max_iter=max_iter)
+    res = minimize(
+        lambda z, rows: -lik.log_likelihood(full(z)), z0, lo=lo, hi=hi, tol=config.tol, max_iter=config.max_iter
+    )
     score = torch.where(torch.isfinite(res.fun), res.fun, torch.inf)
     # prefer converged starts; among them (or all, if none converged) the lowest minimum
     pick = torch.where(res.converged, score, score + torch.inf if res.converged.any() else score)
@@ -264,23 +223,63 @@ def fit_likelihood(
         params=lik.param_names,
         free=free,
         fixed=tuple(n for n in lik.param_names if n in fixed),
-        values=MappingProxyType(values),
-        errors=MappingProxyType(errors),
-        covariance=_readonly(cov_np),
+        values=values,
+        errors=errors,
+        covariance=cov_np,
         twice_nll=float(2 * res.fun[best]),
         converged=converged,
         covariance_ok=covariance_ok,
         edm=float(res.edm[best]),
         n_iter=int(res.n_iter[best]),
-        starts=_readonly(z0.cpu().numpy()),
-        start_twice_nll=_readonly((2 * res.fun).cpu().numpy()),
-        start_converged=_readonly(res.converged.cpu().numpy()),
+        starts=z0.cpu().numpy(),
+        start_twice_nll=(2 * res.fun).cpu().numpy(),
+        start_converged=res.converged.cpu().numpy(),
+    )
+
+
+def _likelihood_of(
+    model: ConditionalDensity | Likelihood,
+    x_obs: torch.Tensor | None,
+    *,
+    weights: torch.Tensor | None = None,
+    constraints: Mapping[str, torch.distributions.Distribution] | None = None,
+    extra_terms: Iterable[Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    chunk_size: int | None = None,
+    caller: str = "fit",
+) -> Likelihood:
+    """``model`` if it is a :class:`~gmmpyro.inference.likelihood.Likelihood`, else one of ``model`` with ``x_obs``.
+
+    A ``TypeError`` names what is missing (the events of a model) or given twice (events or
+    terms with a ready ``Likelihood``, which holds its own).
+    """
+    if isinstance(model, Likelihood):
+        given = [
+            name
+            for name, value in (
+                ("x_obs", x_obs),
+                ("weights", weights),
+                ("constraints", constraints),
+                ("extra_terms", extra_terms),
+                ("chunk_size", chunk_size),
+            )
+            if value is not None
+        ]
+        if given:
+            raise TypeError(
+                f"{caller}: a Likelihood holds its events, weights, terms and chunk size; "
+                f"{', '.join(given)} cannot be given with it"
+            )
+        return model
+    if x_obs is None:
+        raise TypeError(f"{caller}: give the observed events, {caller}(model, x_obs, ...), or a Likelihood")
+    return Likelihood(
+        model, x_obs, weights=weights, constraints=constraints, extra_terms=extra_terms, chunk_size=chunk_size
     )
 
 
 def fit(
-    model,
-    x_obs: torch.Tensor,
+    model: ConditionalDensity | Likelihood,
+    x_obs: torch.Tensor | None = None,
     *,
     fixed: Mapping[str, float] | None = None,
     start: Mapping[str, float] | None = None,
@@ -288,24 +287,28 @@ def fit(
     constraints: Mapping[str, torch.distributions.Distribution] | None = None,
     weights: torch.Tensor | None = None,
     extra_terms: Iterable[Callable[[torch.Tensor], torch.Tensor]] | None = None,
-    n_starts: int = 8,
-    seed: int = 0,
-    tol: float = 1e-6,
-    max_iter: int = 100,
+    chunk_size: int | None = None,
+    config: FitConfig | None = None,
 ) -> FitResult:
     r"""Maximum-likelihood estimate of all free parameters, with its Hessian covariance.
 
     Minimises ``-ln L(θ)`` (see :class:`~gmmpyro.inference.likelihood.Likelihood`) by damped
-    Newton steps with exact gradients and Hessians from torch, from ``n_starts`` starting
-    points at once (the given ``start``, else the centre of ``model.theta_bounds``, then
-    uniform draws in that range), and keeps the lowest converged minimum. The covariance is
-    the inverse Hessian of ``-ln L`` at the minimum, :math:`C = H^{-1}`. With ``weights``
+    Newton steps with exact gradients and Hessians from torch, from ``config.n_starts``
+    starting points at once (the given ``start``, else the centre of ``model.theta_bounds``,
+    then uniform draws in that range), and keeps the lowest converged minimum. The covariance
+    is the inverse Hessian of ``-ln L`` at the minimum, :math:`C = H^{-1}`. With ``weights``
     that are not all 1 it is not the covariance of the estimator (that needs a sandwich
     estimator).
 
+    Call it as ``fit(model, x_obs, ...)``, or as ``fit(likelihood, ...)`` with a ready
+    :class:`~gmmpyro.inference.likelihood.Likelihood` (which holds the events, weights,
+    terms and chunk size: then give none of them here), e.g. to fit many hypotheses to one
+    dataset while preparing its events once.
+
     Arguments:
-        model: a :class:`~gmmpyro.protocols.ConditionalDensity`.
-        x_obs: observed events, shape ``(N, d)``.
+        model: a :class:`~gmmpyro.protocols.ConditionalDensity`, or a
+            :class:`~gmmpyro.inference.likelihood.Likelihood`.
+        x_obs: observed events, shape ``(N, d)`` (only with a model).
         fixed: ``{name: value}`` held fixed.
         start: ``{name: value}`` starting values of free parameters.
         bounds: ``{name: (lo, hi)}`` limits of free parameters (``None`` for an open side);
@@ -315,10 +318,8 @@ def fit(
         weights: per-event weights, shape ``(N,)``.
         extra_terms: callables ``theta (*batch, k) -> (*batch)`` added to ``ln L``, e.g.
             :class:`~gmmpyro.inference.terms.PoissonTerm` (extended likelihood).
-        n_starts: number of starting points (run as one batch).
-        seed: seed of the random starting points.
-        tol: convergence threshold on ``edm`` (in ``-ln L``).
-        max_iter: most Newton iterations.
+        chunk_size: most parameter points per model call (default ``2**17 // N``).
+        config: the minimiser's settings, :class:`~gmmpyro.inference.fit_config.FitConfig`.
 
     Returns:
         A :class:`FitResult`; a :class:`~gmmpyro.exceptions.ConvergenceWarning` if it did not converge.
@@ -330,8 +331,20 @@ def fit(
         >>> result = fit(model, x)
         >>> result.converged, sorted(result.values)
         (True, ['cx', 'cy'])
+        >>> lik = Likelihood(model, x)  # events prepared once, for several fits
+        >>> fit(lik, fixed={"cx": 0.8}, config=FitConfig(n_starts=1)).free
+        ('cy',)
     """
-    lik = Likelihood(model, x_obs, weights=weights, constraints=constraints, extra_terms=extra_terms)
-    return fit_likelihood(
-        lik, fixed=fixed, start=start, bounds=bounds, n_starts=n_starts, seed=seed, tol=tol, max_iter=max_iter
+    lik = _likelihood_of(
+        model, x_obs, weights=weights, constraints=constraints, extra_terms=extra_terms, chunk_size=chunk_size
     )
+    return _fit(lik, fixed=fixed, start=start, bounds=bounds, config=_checked(config))
+
+
+def _checked(config: FitConfig | None) -> FitConfig:
+    """``config``, or the defaults for ``None``; a ``TypeError`` for anything but a :class:`FitConfig`."""
+    if config is None:
+        return FitConfig()
+    if not isinstance(config, FitConfig):
+        raise TypeError(f"config must be a FitConfig, got {type(config).__name__}")
+    return config

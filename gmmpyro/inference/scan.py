@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -9,12 +10,14 @@ import numpy as np
 import torch
 
 from ..exceptions import ConvergenceWarning, warn
-from .fit import FitResult, _box, fit_likelihood
+from ..protocols import ConditionalDensity
+from .fit import FitResult, _box, _checked, _fit, _likelihood_of
+from .fit_config import FitConfig
 from .likelihood import Likelihood
 from .minimize import minimize
-from .scan_result import ProfileScan, delta_q
+from .scan_result import ProfileScan
 
-__all__ = ["ProfileScan", "delta_q", "scan", "scan_likelihood"]
+__all__ = ["ProfileScan", "scan"]
 
 GridSpec = Mapping[str, "tuple[float, float, int] | Sequence[float] | np.ndarray | torch.Tensor"]
 
@@ -88,9 +91,7 @@ def _conditional_fits(
     shape: tuple[int, ...],
     profile: tuple[str, ...],
     bounds: Mapping | None,
-    tol: float,
-    max_iter: int,
-    refine: int,
+    config: FitConfig,
 ) -> tuple[torch.Tensor, ...]:
     """``-ln L`` at every grid point ``theta (G, k)``, minimised over ``profile``.
 
@@ -106,9 +107,10 @@ def _conditional_fits(
     p_idx = torch.tensor([lik.index(n) for n in profile], device=lik.device)
     lo, hi = _box(lik, profile, bounds)
     rows = torch.arange(G, device=lik.device)
+    tol, max_iter = config.tol, config.profile_max_iter
     z, nll, edm, ok, n_iter = _profile_points(lik, theta, p_idx, theta[:, p_idx], rows, lo, hi, tol, max_iter)
     eps = torch.finfo(lik.dtype).eps
-    for _ in range(refine):  # warm starts from converged neighbours: retry failures, escape local minima
+    for _ in range(config.refine):  # warm starts from converged neighbours: retry failures, escape local minima
         with torch.no_grad():
             best_f, best_z = torch.full_like(nll, torch.inf), z.clone()
             for zn, usable in _neighbours(z, ok, shape):
@@ -127,22 +129,18 @@ def _conditional_fits(
     return theta.index_copy(-1, p_idx, z), nll, ok, edm, n_iter
 
 
-def scan_likelihood(
+def _scan(
     lik: Likelihood,
     grid: GridSpec,
     *,
-    profile: Iterable[str] | None = None,
-    fixed: Mapping[str, float] | None = None,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    start: Mapping[str, float] | None = None,
-    n_starts: int = 8,
-    seed: int = 0,
-    tol: float = 1e-6,
-    max_iter: int = 50,
-    refine: int = 3,
-    _mle: FitResult | None = None,
+    profile: Iterable[str] | None,
+    fixed: Mapping[str, float] | None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None,
+    start: Mapping[str, float] | None,
+    config: FitConfig,
+    mle: FitResult | None = None,
 ) -> ProfileScan:
-    """:func:`scan` for an already prepared :class:`~gmmpyro.inference.likelihood.Likelihood`."""
+    """:func:`scan` of a :class:`~gmmpyro.inference.likelihood.Likelihood`; ``mle``: a global fit to reuse."""
     names, axes = _parse_grid(lik, grid)
     profile = lik.check_names(profile or (), what="profile")
     fixed = {n: float(v) for n, v in (fixed or {}).items()}
@@ -156,9 +154,9 @@ def scan_likelihood(
         if both:
             raise ValueError(f"parameter(s) {both} cannot be both {what}")
 
-    mle = _mle or fit_likelihood(
-        lik, fixed=fixed, start=start, bounds=bounds, n_starts=n_starts, seed=seed, tol=tol
-    )
+    given_mle = mle is not None
+    if mle is None:
+        mle = _fit(lik, fixed=fixed, start=start, bounds=bounds, config=config)
     theta_hat = torch.tensor(mle.theta, dtype=lik.dtype, device=lik.device)  # k
     shape = tuple(len(a) for a in axes)
     G, k = math.prod(shape), lik.n_params
@@ -170,13 +168,13 @@ def scan_likelihood(
         -1, g_idx, torch.stack([m.reshape(-1) for m in mesh], -1)
     )  # G k
     lik.check_range(theta, what="scan grid points", names=names)
-    theta, nll, ok, edm, n_iter = _conditional_fits(lik, theta, shape, profile, bounds, tol, max_iter, refine)
+    theta, nll, ok, edm, n_iter = _conditional_fits(lik, theta, shape, profile, bounds, config)
     if profile:
         lik.check_range(theta, what="profiled values", names=profile)
 
     twice = (2 * nll).detach()
     twice_min = mle.twice_nll
-    margin = max(20 * tol, 64 * torch.finfo(lik.dtype).eps * abs(mle.twice_nll))
+    margin = max(20 * config.tol, 64 * torch.finfo(lik.dtype).eps * abs(mle.twice_nll))
     if ok.any() and float(twice[ok].min()) < mle.twice_nll - margin:
         # the fit missed the global minimum: refit from the best grid point, then redo the scan
         # (parameters neither scanned nor profiled sit at the global fit's values)
@@ -189,18 +187,10 @@ def scan_likelihood(
             )
             if a < v < b
         }
-        refit = fit_likelihood(lik, fixed=fixed, start=start_best, bounds=bounds, n_starts=1, tol=tol)
-        if _mle is None and refit.twice_nll < mle.twice_nll - margin:
-            return scan_likelihood(
-                lik,
-                grid,
-                profile=profile,
-                fixed=fixed,
-                bounds=bounds,
-                tol=tol,
-                max_iter=max_iter,
-                refine=refine,
-                _mle=refit,
+        refit = _fit(lik, fixed=fixed, start=start_best, bounds=bounds, config=dataclasses.replace(config, n_starts=1))
+        if not given_mle and refit.twice_nll < mle.twice_nll - margin:
+            return _scan(
+                lik, grid, profile=profile, fixed=fixed, bounds=bounds, start=None, config=config, mle=refit
             )
         twice_min = float(twice[ok].min())
         warn(
@@ -232,23 +222,19 @@ def scan_likelihood(
 
 
 def scan(
-    model,
-    x_obs: torch.Tensor,
-    grid: GridSpec,
+    model: ConditionalDensity | Likelihood,
+    x_obs: torch.Tensor | None = None,
+    grid: GridSpec | None = None,
     *,
     profile: Iterable[str] | None = None,
     fixed: Mapping[str, float] | None = None,
     bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    start: Mapping[str, float] | None = None,
     constraints: Mapping[str, torch.distributions.Distribution] | None = None,
     weights: torch.Tensor | None = None,
     extra_terms: Iterable[Callable[[torch.Tensor], torch.Tensor]] | None = None,
-    start: Mapping[str, float] | None = None,
-    n_starts: int = 8,
-    seed: int = 0,
-    tol: float = 1e-6,
-    max_iter: int = 50,
-    refine: int = 3,
     chunk_size: int | None = None,
+    config: FitConfig | None = None,
 ) -> ProfileScan:
     r"""Scan the profile likelihood ratio over one or two parameters.
 
@@ -264,25 +250,30 @@ def scan(
     All grid points are scored in batches (``chunk_size`` points per model call). With
     ``profile``, the conditional fits of all grid points run as one batched damped-Newton
     minimisation started at ``ν̂``; then points that failed, or whose converged neighbour's
-    ``ν̂̂`` gives a lower ``-ln L``, are refitted from that neighbour (``refine`` rounds).
-    Points that still fail give a :class:`~gmmpyro.exceptions.ConvergenceWarning` and are
-    masked in :attr:`ProfileScan.valid`.
+    ``ν̂̂`` gives a lower ``-ln L``, are refitted from that neighbour (``config.refine``
+    rounds). Points that still fail give a :class:`~gmmpyro.exceptions.ConvergenceWarning`
+    and are masked in :attr:`ProfileScan.valid`.
+
+    Call it as ``scan(model, x_obs, grid, ...)``, or as ``scan(likelihood, grid, ...)`` with a
+    ready :class:`~gmmpyro.inference.likelihood.Likelihood` (which holds the events, weights,
+    terms and chunk size: then give none of them here).
 
     Arguments:
-        model: a :class:`~gmmpyro.protocols.ConditionalDensity`.
-        x_obs: observed events, shape ``(N, d)``.
+        model: a :class:`~gmmpyro.protocols.ConditionalDensity`, or a
+            :class:`~gmmpyro.inference.likelihood.Likelihood`.
+        x_obs: observed events, shape ``(N, d)`` (only with a model).
         grid: ``{name: (lo, hi, n)}`` (``n`` evenly spaced values) or ``{name: values}``
             (strictly increasing); one or two parameters.
         profile: names of the parameters minimised at every grid point.
         fixed: ``{name: value}`` held fixed everywhere (also in the global fit).
         bounds: ``{name: (lo, hi)}`` limits for the fits (``None`` for an open side).
+        start: starting values of the global fit (see :func:`~gmmpyro.inference.fit.fit`).
         constraints, weights, extra_terms: terms of ``ln L``, see
             :class:`~gmmpyro.inference.likelihood.Likelihood`.
-        start, n_starts, seed: starting values of the global fit (see :func:`~gmmpyro.inference.fit.fit`).
-        tol: convergence threshold on ``edm`` (in ``-ln L``) of every fit.
-        max_iter: most Newton iterations per conditional fit.
-        refine: most rounds of neighbour warm starts.
         chunk_size: most grid points per model call (default ``2**17 // N``).
+        config: the minimiser's settings, :class:`~gmmpyro.inference.fit_config.FitConfig`:
+            starts of the global fit, tolerance of every fit, iterations per conditional fit
+            (``profile_max_iter``), rounds of neighbour warm starts (``refine``).
 
     Returns:
         A :class:`ProfileScan`.
@@ -295,20 +286,19 @@ def scan(
         >>> s.q.shape, bool(s.valid.all())
         ((31, 31), True)
         >>> lines = s.contour(0.68)  # list of (M, 2) arrays of (cx, cy)
+        >>> lik = Likelihood(model, x)  # events prepared once, for several scans
+        >>> scan(lik, {"cx": (0.4, 1.2, 9)}, profile=["cy"], config=FitConfig(n_starts=1)).q.shape
+        (9,)
     """
-    lik = Likelihood(
-        model, x_obs, weights=weights, constraints=constraints, extra_terms=extra_terms, chunk_size=chunk_size
+    if isinstance(model, Likelihood) and grid is None:  # scan(likelihood, grid)
+        x_obs, grid = None, x_obs
+    lik = _likelihood_of(
+        model,
+        x_obs,
+        weights=weights,
+        constraints=constraints,
+        extra_terms=extra_terms,
+        chunk_size=chunk_size,
+        caller="scan",
     )
-    return scan_likelihood(
-        lik,
-        grid,
-        profile=profile,
-        fixed=fixed,
-        bounds=bounds,
-        start=start,
-        n_starts=n_starts,
-        seed=seed,
-        tol=tol,
-        max_iter=max_iter,
-        refine=refine,
-    )
+    return _scan(lik, grid, profile=profile, fixed=fixed, bounds=bounds, start=start, config=_checked(config))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import math
 import warnings
 from collections.abc import Mapping
@@ -11,35 +10,12 @@ from types import MappingProxyType
 
 import numpy as np
 
+from .._results import Result, Table, readonly
 from ..exceptions import GmmpyroWarning, warn
 from .fit import FitResult
+from .wilks import contour_lines, delta_q
 
-__all__ = ["ProfileScan", "delta_q"]
-
-_ONE_SIGMA = math.erf(1 / math.sqrt(2))  # 0.6827
-
-
-def delta_q(cl: float, dof: int) -> float:
-    """Wilks threshold on ``q = Δ(-2 ln L)``: the ``cl`` quantile of a χ² with ``dof`` degrees of freedom.
-
-    ``cl = 0.68`` is read as the one-sigma level ``0.6827`` (the usual convention), giving the
-    familiar 1.00 (one parameter) and 2.30 (two parameters); ``0.95`` gives 3.84 and 5.99.
-
-    Example:
-        >>> [round(delta_q(cl, dof), 2) for dof in (1, 2) for cl in (0.68, 0.95)]
-        [1.0, 3.84, 2.3, 5.99]
-    """
-    from scipy.stats import chi2
-
-    if not 0 < cl < 1:
-        raise ValueError(f"cl must lie in (0, 1), got {cl}")
-    return float(chi2.ppf(_ONE_SIGMA if cl == 0.68 else cl, dof))
-
-
-def _readonly(a) -> np.ndarray:
-    a = np.array(a)
-    a.flags.writeable = False
-    return a
+__all__ = ["ProfileScan"]
 
 
 def _parabola_min(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -56,7 +32,7 @@ def _parabola_min(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, repr=False)
-class ProfileScan:
+class ProfileScan(Result):
     """A 1-D or 2-D scan of ``q = Δ(-2 ln L)``, read-only; made by :func:`~gmmpyro.inference.scan.scan`.
 
     Attributes:
@@ -87,12 +63,12 @@ class ProfileScan:
     twice_nll_min: float
     mle: FitResult
 
+    _arrays = ("q", "twice_nll", "valid", "theta", "edm", "n_iter")
+
     def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "grid", MappingProxyType({n: _readonly(v) for n, v in self.grid.items()}))
-        set_(self, "fixed", MappingProxyType(dict(self.fixed)))
-        for name in ("q", "twice_nll", "valid", "theta", "edm", "n_iter"):
-            set_(self, name, _readonly(getattr(self, name)))
+        super().__post_init__()
+        object.__setattr__(self, "grid", MappingProxyType({n: readonly(v) for n, v in self.grid.items()}))
+        object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))
 
     # ----------------------------------------------------------------- access
     def values(self, name: str) -> np.ndarray:
@@ -142,8 +118,9 @@ class ProfileScan:
 
     # ----------------------------------------------------------------- intervals and contours
     def interval(self, name: str, cl: float = 0.68) -> tuple[float, float]:
-        """Wilks interval ``{q(name) < Δq}`` around the minimum, ``Δq`` from :func:`delta_q` with 1 dof.
+        """Wilks interval ``{q(name) < Δq}`` around the minimum, ``Δq = delta_q(cl, 1)``.
 
+        ``Δq`` is :func:`~gmmpyro.inference.wilks.delta_q` with one degree of freedom;
         ``q`` is interpolated by a cubic spline through the valid points and the crossings are
         solved on it. A side on which ``q`` stays below ``Δq`` up to the grid's edge is ``NaN``
         (with a :class:`~gmmpyro.exceptions.GmmpyroWarning`): widen the grid.
@@ -179,44 +156,21 @@ class ProfileScan:
         return ends[0], ends[1]
 
     def contour(self, cl: float = 0.68) -> list[np.ndarray]:
-        """Wilks contour ``q = Δq`` (2 dof, :func:`delta_q`) of a 2-D scan.
+        """Wilks contour ``q = Δq`` (2 dof, :func:`~gmmpyro.inference.wilks.delta_q`) of a 2-D scan.
 
         Linear interpolation of ``q`` between grid points (contourpy, as matplotlib's contour);
-        invalid points are masked, zero-likelihood (``q = inf``) points lie outside.
+        invalid points are masked, zero-likelihood (``q = inf``) points lie outside; see
+        :func:`~gmmpyro.inference.wilks.contour_lines`.
 
         Returns:
             The contour lines, each an ``(M, 2)`` array of ``(params[0], params[1])`` values.
         """
-        import contourpy
-
         if len(self.params) != 2:
             raise ValueError(f"contour needs a 2-D scan; this one scans {self.params}")
-        z = np.where(np.isposinf(self.q), 1e30, self.q)
-        z = np.ma.masked_where(~self.valid | np.isnan(z), z)
-        gen = contourpy.contour_generator(
-            self.grid[self.params[0]], self.grid[self.params[1]], z.T, line_type=contourpy.LineType.Separate
-        )
-        return [np.asarray(line) for line in gen.lines(delta_q(cl, 2))]
+        x, y = (self.grid[n] for n in self.params)
+        return contour_lines(x, y, self.q, cl, valid=self.valid)
 
     # ----------------------------------------------------------------- export and display
-    def to_dict(self) -> dict:
-        """Plain, JSON-serialisable description (NaN and inf stay floats)."""
-        return {
-            "params": list(self.params),
-            "grid": {n: v.tolist() for n, v in self.grid.items()},
-            "profiled": list(self.profiled),
-            "fixed": dict(self.fixed),
-            "model_params": list(self.model_params),
-            "q": self.q.tolist(),
-            "twice_nll": self.twice_nll.tolist(),
-            "twice_nll_min": self.twice_nll_min,
-            "valid": self.valid.tolist(),
-            "theta": self.theta.tolist(),
-            "edm": self.edm.tolist(),
-            "n_iter": self.n_iter.tolist(),
-            "mle": self.mle.to_dict(),
-        }
-
     def to_xarray(self):
         """An ``xarray.Dataset`` on the grid: ``q``, ``twice_nll``, ``valid``, ``edm``, ``n_iter`` and
         every other parameter's value (the conditional fits); the global fit in ``attrs``."""
@@ -235,12 +189,12 @@ class ProfileScan:
         return xr.Dataset(data, coords={n: self.grid[n] for n in dims}, attrs=attrs)
 
     def plot(self, ax=None, **kwargs):
-        """Draw the scan, see :func:`gmmpyro.plots_inference.plot_profile`."""
-        from ..plots_inference import plot_profile
+        """Draw the scan, see :func:`gmmpyro.plotting.plot_profile`."""
+        from ..plotting import plot_profile
 
         return plot_profile(self, ax=ax, **kwargs)
 
-    def _summary(self) -> tuple[str, list[tuple[str, str]]]:
+    def _table(self) -> Table:
         shape = " × ".join(str(len(self.grid[n])) for n in self.params)
         head = (
             f"ProfileScan of q({', '.join(self.params)}): {shape} points, {int(self.valid.sum())} valid; "
@@ -256,13 +210,4 @@ class ProfileScan:
                     rows.append((f"{cl:.0%} interval", f"[{lo:.6g}, {hi:.6g}]"))
         else:
             rows += [(f"range {n}", f"[{self.grid[n][0]:.6g}, {self.grid[n][-1]:.6g}]") for n in self.params]
-        return head, rows
-
-    def __repr__(self) -> str:
-        head, rows = self._summary()
-        return "\n".join([head] + [f"  {k:<14}{v}" for k, v in rows])
-
-    def _repr_html_(self) -> str:
-        head, rows = self._summary()
-        body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
-        return f"<table><tr><th colspan='2'>{html.escape(head)}</th></tr>{body}</table>"
+        return Table(head, rows)

@@ -35,7 +35,7 @@ def _strict(value):
 
 def write_json(path: Path, data) -> None:
     """Strict JSON (NaN and inf as null) of results, arrays and plain values."""
-    from ..validation._result import plain
+    from .._results import plain
 
     path.write_text(json.dumps(_strict(plain(data)), indent=1, allow_nan=False), encoding="utf-8")
 

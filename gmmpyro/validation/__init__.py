@@ -11,7 +11,7 @@
   on pseudo-datasets (journal Fig. 15).
 
 Each returns a frozen result object with ``to_dict()``, ``summary()`` and a readable ``repr``;
-the figures are in :mod:`gmmpyro.plots_validation`, the whole check in :func:`gmmpyro.report.write_report`.
+the figures are in :mod:`gmmpyro.plotting`, the whole check in :func:`gmmpyro.report.write_report`.
 """
 
 from .classifier import C2ST, ClassifierConfig, c2st

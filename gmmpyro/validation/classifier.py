@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._result import ValidationResult, as_numpy, fmt
+from .._results import Result, Table
+from ._helpers import as_numpy, fmt
 
 __all__ = ["C2ST", "ClassifierConfig", "c2st"]
 
@@ -49,7 +50,7 @@ class ClassifierConfig:
 
 
 @dataclass(frozen=True, repr=False)
-class C2ST(ValidationResult):
+class C2ST(Result):
     """Result of :func:`c2st`: cross-validated AUC and accuracy of a classifier told to separate
     sample ``a`` (label 1) from sample ``b`` (label 0).
 
@@ -100,7 +101,7 @@ class C2ST(ValidationResult):
             "n_per_class": self.n_per_class,
         }
 
-    def _table(self) -> tuple[str, list[tuple[str, str]]]:
+    def _table(self) -> Table:
         head = (
             f"C2ST: AUC {self.auc:.4f} ± {self.auc_null_stderr:.4f} (null s.e.), z = {self.z:.2f}, "
             f"p = {fmt(self.p_value, 3)}"
@@ -111,7 +112,7 @@ class C2ST(ValidationResult):
             ("events", f"{self.n_per_class} per class, {self.n_folds} folds"),
             ("features", ", ".join(self.features)),
         ]
-        return head, rows
+        return Table(head, rows)
 
 
 def _auc(score_a: np.ndarray, score_b: np.ndarray) -> float:

@@ -9,12 +9,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._results import Result, Table
 from ..exceptions import ConvergenceWarning, GmmpyroWarning, warn
-from ._result import ValidationResult, as_numpy, fmt
+from ..inference.fit_config import FitConfig
+from ..inference.scan import scan
+from ..inference.wilks import contour_lines, delta_q
+from ._helpers import as_numpy, fmt
 
 __all__ = ["ContourAgreement", "contour_agreement", "region_iou"]
 
-_BIG = 1e30  # stands for q = inf and invalid points: outside every region
+_BIG = 1e30  # stands for q = inf and invalid points: outside every region (as in contour_lines)
 
 
 def _fine_axis(axis: np.ndarray, refine: int) -> np.ndarray:
@@ -78,7 +82,7 @@ def region_iou(q_a, q_b, x, y, threshold: float, *, valid_a=None, valid_b=None, 
 
 
 @dataclass(frozen=True, repr=False)
-class ContourAgreement(ValidationResult):
+class ContourAgreement(Result):
     """Model vs reference profile-likelihood results on pseudo-datasets, made by :func:`contour_agreement`.
 
     Attributes:
@@ -147,21 +151,11 @@ class ContourAgreement(ValidationResult):
             which: ``"model"`` or ``"reference"``.
             cl: the confidence level.
         """
-        import contourpy
-
-        from ..inference.scan_result import delta_q
-
         if which not in ("model", "reference"):
             raise ValueError(f"which must be 'model' or 'reference', got {which!r}")
         q = self.q_model[index] if which == "model" else self.q_reference[index]
         valid = self.valid_model[index] if which == "model" else self.valid_reference[index]
-        if not np.isfinite(q).any():
-            return []
-        z = np.ma.masked_where(~valid | np.isnan(q), np.where(np.isposinf(q), _BIG, q))
-        gen = contourpy.contour_generator(
-            self.grid_x[index], self.grid_y[index], z.T, line_type=contourpy.LineType.Separate
-        )
-        return [np.asarray(line) for line in gen.lines(delta_q(cl, 2))]
+        return contour_lines(self.grid_x[index], self.grid_y[index], q, cl, valid=valid)
 
     def summary(self) -> dict:
         """Means and the per-dataset table."""
@@ -191,7 +185,7 @@ class ContourAgreement(ValidationResult):
             "datasets": points,
         }
 
-    def _table(self) -> tuple[str, list[tuple[str, str]]]:
+    def _table(self) -> Table:
         head = (
             f"ContourAgreement of ({', '.join(self.params)}) on {len(self.truths)} pseudo-datasets of "
             f"{self.n_events} events: mean IoU 68 % {fmt(self.mean_iou_68, 3)}, "
@@ -211,7 +205,7 @@ class ContourAgreement(ValidationResult):
                     f"MLE distance {self.mle_distance[i]:.4f}",
                 )
             )
-        return head, rows
+        return Table(head, rows)
 
 
 def _nanmean(a: np.ndarray) -> float:
@@ -326,8 +320,6 @@ def contour_agreement(
         (1.0, 0.0, (1, 21))
     """
     from .._progress import progress_bar
-    from ..inference.profile import scan
-    from ..inference.scan_result import delta_q
 
     params = list(model.params)
     if list(reference.params) != params:
@@ -349,6 +341,7 @@ def contour_agreement(
     bounds = {n: tuple(model_bounds[params.index(n)].tolist()) for n in (*names, *profile)}
     idx = [params.index(n) for n in names]
     thr68, thr95 = delta_q(0.68, 2), delta_q(0.95, 2)
+    config = FitConfig(n_starts=n_starts, seed=seed)
 
     P, shape = len(truths), tuple(len(a) for a in axes)
     out = {key: np.full((P, 2), np.nan) for key in ("mle_model", "mle_reference")} | {
@@ -374,9 +367,8 @@ def contour_agreement(
         for which, density in (("reference", reference), ("model", model)):
             try:
                 scans[which] = scan(
-                    density, x, dict(zip(names, ax_i, strict=True)), profile=profile, bounds=bounds,
-                    n_starts=n_starts, seed=seed,
-                )  # fmt: skip
+                    density, x, dict(zip(names, ax_i, strict=True)), profile=profile, bounds=bounds, config=config
+                )
             except (ValueError, RuntimeError) as error:  # numerical failure of one fit: keep going
                 failed[i] = f"{which} scan: {error}"
                 warn(

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._result import ValidationResult, fmt, log_prob_function
+from .._results import Result, Table
+from ._helpers import fmt, log_prob_function
 
 __all__ = ["KLGap", "kl_gap"]
 
@@ -17,7 +18,7 @@ _MAX_POINTS = 64  # per-point breakdown only for a grid of parameter points, not
 
 
 @dataclass(frozen=True, repr=False)
-class KLGap(ValidationResult):
+class KLGap(Result):
     """The KL gap of a model to the true density, made by :func:`kl_gap`.
 
     Attributes:
@@ -57,7 +58,7 @@ class KLGap(ValidationResult):
         k = self.points.shape[1] if self.points.ndim == 2 else 0
         return list(self.params) if len(self.params) == k else [f"θ{i}" for i in range(k)]
 
-    def _table(self) -> tuple[str, list[tuple[str, str]]]:
+    def _table(self) -> Table:
         head = f"KLGap: {fmt(self.value)} ± {fmt(self.stderr, 2)} nats/event over {self.n_events} events"
         rows = []
         if self.n_infinite:
@@ -66,7 +67,7 @@ class KLGap(ValidationResult):
         for p, g, e, n in zip(self.points, self.per_point, self.per_point_stderr, self.per_point_n, strict=True):
             label = ", ".join(f"{a}={b:.3g}" for a, b in zip(names, p, strict=True))
             rows.append((label, f"{fmt(g)} ± {fmt(e, 2)}  ({int(n)} events)"))
-        return head, rows
+        return Table(head, rows)
 
 
 def _evaluate(fn, x: torch.Tensor, theta: torch.Tensor, chunk_size: int) -> torch.Tensor:

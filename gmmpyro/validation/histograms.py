@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._results import Result, Table
 from ..observables import Observable
-from ._result import ValidationResult, as_numpy, fmt
+from ._helpers import as_numpy, fmt
 
 __all__ = [
     "EMPTY",
@@ -182,7 +183,7 @@ def _samples(x_model, x_reference, weights_model, weights_reference):
 
 
 @dataclass(frozen=True, repr=False)
-class Marginal1D(ValidationResult):
+class Marginal1D(Result):
     """One observable's binned model-vs-reference comparison (fractions of the total weight).
 
     Attributes:
@@ -236,14 +237,15 @@ class Marginal1D(ValidationResult):
             "max_ratio_deviation": self.max_ratio_deviation,
         }
 
-    def _table(self) -> tuple[str, list[tuple[str, str]]]:
+    def _table(self) -> Table:
         s = self.summary()
         head = f"Marginal1D {self.name!r}: χ²/ndf = {self.chi2:.1f}/{self.ndf}, p = {fmt(self.p_value, 3)}"
-        return head, [
+        rows = [
             ("max |pull|", fmt(s["max_abs_pull"], 3)),
             ("max |ratio - 1|", fmt(self.max_ratio_deviation, 3)),
             ("bins", f"{len(self.model)} in [{self.edges[0]:.4g}, {self.edges[-1]:.4g}]"),
         ]
+        return Table(head, rows)
 
 
 def _marginal(name, edges, xm, wm, xr, wr, min_count) -> Marginal1D:
@@ -280,7 +282,7 @@ def _marginal(name, edges, xm, wm, xr, wr, min_count) -> Marginal1D:
 
 
 @dataclass(frozen=True, repr=False)
-class MarginalComparison(ValidationResult):
+class MarginalComparison(Result):
     """1-D marginals of model samples and reference events, made by :func:`compare_marginals`.
 
     Index it by observable name (``result["x0"]``) for one :class:`Marginal1D`.
@@ -321,7 +323,7 @@ class MarginalComparison(ValidationResult):
             "observables": per,
         }
 
-    def _table(self) -> tuple[str, list[tuple[str, str]]]:
+    def _table(self) -> Table:
         head = f"MarginalComparison ({self.space} space): {self.n_model} model vs {self.n_reference} reference events"
         rows = [
             (
@@ -331,7 +333,7 @@ class MarginalComparison(ValidationResult):
             )
             for m in self.marginals
         ]
-        return head, rows
+        return Table(head, rows)
 
 
 def compare_marginals(

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._results import Result, Table
 from ..observables import Observable
-from ._result import ValidationResult, fmt
+from ._helpers import fmt
 from .histograms import (
     MODEL_ONLY,
     REFERENCE_ONLY,
@@ -29,7 +30,7 @@ __all__ = ["PairComparison", "PairMap", "compare_pairs"]
 
 
 @dataclass(frozen=True, repr=False)
-class PairMap(ValidationResult):
+class PairMap(Result):
     """One pair of observables: 2-D fractions of both samples and the pull map (eq. 10).
 
     Attributes:
@@ -63,17 +64,18 @@ class PairMap(ValidationResult):
             "reference_only_cells": int((self.status == REFERENCE_ONLY).sum()),
         }
 
-    def _table(self) -> tuple[str, list[tuple[str, str]]]:
+    def _table(self) -> Table:
         s = self.summary()
-        return f"PairMap {self.names[0]} × {self.names[1]}", [
+        rows = [
             ("max |pull|", fmt(s["max_abs_pull"], 3)),
             ("model-only cells", str(s["model_only_cells"])),
             ("reference-only cells", str(s["reference_only_cells"])),
         ]
+        return Table(f"PairMap {self.names[0]} × {self.names[1]}", rows)
 
 
 @dataclass(frozen=True, repr=False)
-class PairComparison(ValidationResult):
+class PairComparison(Result):
     """2-D marginals of all pairs of observables and their pull maps, made by :func:`compare_pairs`.
 
     Attributes:
@@ -113,16 +115,17 @@ class PairComparison(ValidationResult):
             "reference_only_cells": int(sum((p.status == REFERENCE_ONLY).sum() for p in self.pairs)),
         }
 
-    def _table(self) -> tuple[str, list[tuple[str, str]]]:
+    def _table(self) -> Table:
         s = self.summary()
         head = f"PairComparison ({self.space} space): {len(self.pairs)} pairs of {len(self.names)} observables"
-        return head, [
+        rows = [
             ("cells tested", str(s["cells_tested"])),
             ("pull mean ± std", f"{fmt(s['pull_mean'], 3)} ± {fmt(s['pull_std'], 3)} (N(0,1) expected)"),
             ("|pull| > 3", f"{fmt(100 * s['fraction_abs_pull_above_3'], 3)} % (0.27 % expected)"),
             ("model-only cells", str(s["model_only_cells"])),
             ("reference-only cells", str(s["reference_only_cells"])),
         ]
+        return Table(head, rows)
 
 
 def compare_pairs(

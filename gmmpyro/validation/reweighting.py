@@ -14,15 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._results import Result, Table
 from ..observables import Observable
-from ._result import ValidationResult, as_numpy, fmt, log_prob_function
+from ._helpers import as_numpy, fmt, log_prob_function
 from .histograms import _fold, default_edges
 
 __all__ = ["ParameterDependence", "reweighted_dependence", "simulated_dependence"]
 
 
 @dataclass(frozen=True, repr=False)
-class ParameterDependence(ValidationResult):
+class ParameterDependence(Result):
     """Per observable and parameter point, the ratio ``p(x|θ)/p(x|θ_ref)`` of binned marginals.
 
     Made by :func:`reweighted_dependence` (one sample at ``θ_ref``, reweighted) or
@@ -70,14 +71,14 @@ class ParameterDependence(ValidationResult):
             "max_abs_ratio_minus_1": None if dev is None else [float(v) for v in dev],
         }
 
-    def _table(self) -> tuple[str, list[tuple[str, str]]]:
+    def _table(self) -> Table:
         ref = ", ".join(f"{p}={v:.3g}" for p, v in zip(self.params, self.theta_ref, strict=True))
         head = (
             f"ParameterDependence ({self.source}): {len(self.thetas)} points vs θ_ref = ({ref}), "
             f"{self.n_events} events at θ_ref, observables {list(self.names)}"
         )
         rows = [(self.point_label(g), f"effective events {fmt(float(e), 4)}") for g, e in enumerate(self.ess)]
-        return head, rows
+        return Table(head, rows)
 
 
 def _axis_info(density, names, d: int) -> tuple[list[str], list]:

@@ -2,7 +2,7 @@
 
 Both take ``axes=`` or make their own figure, never draw on pyplot's current axes, and return
 the matplotlib ``Figure``. The comparisons with reference events are in
-:mod:`gmmpyro.plots_validation`.
+:mod:`gmmpyro.plotting.validation`.
 """
 
 from __future__ import annotations
@@ -12,21 +12,9 @@ import math
 import numpy as np
 import torch
 
+from ._axes import MODEL, REFERENCE, given_axes, new_panels
+
 __all__ = ["plot_mixture", "plot_training_history"]
-
-MODEL, REFERENCE, TRUTH = "black", "C3", "C1"  # the paper: model black, simulation red; Fig. 15 truth orange
-
-
-def _grid_shape(n: int, ncols: int | None) -> tuple[int, int]:
-    ncols = ncols or min(n, max(1, math.ceil(math.sqrt(n))))
-    return math.ceil(n / ncols), ncols
-
-
-def _given_axes(axes, n: int, what: str) -> list:
-    axes = list(np.atleast_1d(np.asarray(axes, dtype=object)).ravel())
-    if len(axes) != n:
-        raise ValueError(f"{what} needs {n} axes, got {len(axes)}")
-    return axes
 
 
 # --------------------------------------------------------------------------- the mixture (Fig. 2)
@@ -99,15 +87,13 @@ def plot_mixture(
         comps, total = _component_densities(model, column, thetas, u_prev, u)
     rows = 3 if reference is not None else 2
     if axes is None:
-        import matplotlib.pyplot as plt
-
-        fig, grid = plt.subplots(
-            rows, G, figsize=(3.4 * G, 2.0 + 1.4 * rows), squeeze=False, sharex=True, layout="constrained",
+        fig, flat = new_panels(
+            rows, G, figsize=(3.4 * G, 2.0 + 1.4 * rows), sharex=True, layout="constrained",
             gridspec_kw={"height_ratios": [3] + [1] * (rows - 1)},
         )  # fmt: skip
     else:
-        grid = np.asarray(_given_axes(axes, rows * G, "plot_mixture"), dtype=object).reshape(rows, G)
-        fig = grid[0, 0].figure
+        fig, flat = given_axes(axes, rows * G, "plot_mixture")
+    grid = np.asarray(flat, dtype=object).reshape(rows, G)
     un = u.numpy()
     hist = None
     if reference is not None:
@@ -172,12 +158,9 @@ def plot_training_history(history, *, axes=None):
     if history is None or not history.val_loss:
         raise ValueError("no training history to plot (model.history is None or empty)")
     if axes is None:
-        import matplotlib.pyplot as plt
-
-        fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+        fig, (ax_loss, ax_lr) = new_panels(1, 2, figsize=(10, 3.8), layout="constrained")
     else:
-        ax_loss, ax_lr = _given_axes(axes, 2, "plot_training_history")
-        fig = ax_loss.figure
+        fig, (ax_loss, ax_lr) = given_axes(axes, 2, "plot_training_history")
     epochs = np.arange(history.n_epochs)
     val, train, lr = (np.asarray(a, dtype=float) for a in (history.val_loss, history.train_loss, history.lr))
     for p, name in enumerate(history.names):

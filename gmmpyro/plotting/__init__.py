@@ -5,11 +5,14 @@
 * Validation: :func:`plot_marginals`, :func:`plot_pairs`, :func:`plot_parameter_dependence`,
   :func:`plot_contour_agreement`.
 * The model itself: :func:`plot_mixture`, :func:`plot_training_history`.
+
+Import them from here (``gmmpyro.plotting.compare``); the submodules ``inference``,
+``validation`` and ``model`` hold one subject each.
 """
 
-from .plots_inference import compare, plot_profile
-from .plots_model import plot_mixture, plot_training_history
-from .plots_validation import plot_contour_agreement, plot_marginals, plot_pairs, plot_parameter_dependence
+from .inference import compare, plot_profile
+from .model import plot_mixture, plot_training_history
+from .validation import plot_contour_agreement, plot_marginals, plot_pairs, plot_parameter_dependence
 
 __all__ = [
     "compare",

@@ -1,12 +1,8 @@
-"""The ``gmmpyro report`` command: :func:`add_report_command` and :func:`run_report`."""
+"""``gmmpyro report``: validate a trained model against reference events (:func:`gmmpyro.report.write_report`)."""
 
 from __future__ import annotations
 
 import argparse
-
-from .config import ReportConfig
-from .events import load_events
-from .writer import write_report
 
 __all__ = ["add_report_command", "run_report"]
 
@@ -59,6 +55,7 @@ def add_report_command(subparsers) -> argparse.ArgumentParser:
 def run_report(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     """Run the ``report`` command from parsed arguments; returns the exit status (0)."""
     from ..model import DensityModel
+    from ..report import ReportConfig, load_events, write_report
 
     def fail(message: str):
         if parser is not None:

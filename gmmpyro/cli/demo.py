@@ -10,6 +10,8 @@ validation figures, a posterior-vs-profile figure and a ``summary.md``.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,12 +21,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .networks import NetworkConfig
+from ..networks import NetworkConfig
 
 if TYPE_CHECKING:
-    from .report import ReportConfig
+    from ..report import ReportConfig
 
-__all__ = ["DemoSettings", "run_demo"]
+__all__ = ["DemoSettings", "add_demo_command", "run_demo", "run_demo_command"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class DemoSettings:
 
     @classmethod
     def full(cls) -> DemoSettings:
-        from .report import ReportConfig
+        from ..report import ReportConfig
 
         return cls(
             per_point=10_000,
@@ -75,11 +77,7 @@ class DemoSettings:
 QUICK_NETWORK = NetworkConfig(n_gauss=12, A1=32, B1=32, B2=12, C=2, D=2, s_f=0.1, s_mu=0.1, s_sigma=0.1)
 """The quick preset's network: about 6× cheaper to evaluate than the paper's."""
 
-
-def _grid(settings: DemoSettings) -> torch.Tensor:
-    values = torch.arange(-1.5, 1.51, 0.5, dtype=torch.float64)
-    nu = torch.tensor(settings.nu_values, dtype=torch.float64)
-    return torch.cartesian_prod(values, values, nu)  # G 3
+_CONSTRAINT = (0.0, 1.0)  # mean and width of the unit Gaussian on nu, in the posterior and the profile
 
 
 def run_demo(
@@ -95,25 +93,72 @@ def run_demo(
     Returns:
         The summary as a dictionary (also written as ``summary.json`` and ``summary.md``).
     """
-    import arviz as az
-    import pyro.distributions as dist
+    import matplotlib.pyplot as plt
 
-    from . import bayes, plotting, profile
-    from .model import DensityModel
-    from .report import ReportConfig, write_report
-    from .toy import ToyModel, paper_config, paper_training_config
+    from .. import plotting
 
     settings = settings or DemoSettings.quick()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    timings = {}
+    timings: dict[str, float] = {}
+    toy, x, theta = _simulate(settings, seed)
+    with _timed(timings, "training"):
+        model = _train(toy, x, theta, settings, device=device, seed=seed, progress=progress)
+    model.save(out / "model.gmm")
+
+    x_obs = _observe(toy, settings, seed)
+    np.savez(out / "observed.npz", x=x_obs.numpy())
+    with _timed(timings, "nuts"):
+        idata = _posterior(model, x_obs, settings, device=device, seed=seed, progress=progress)
+    idata.to_netcdf(str(out / "posterior.nc"))
+    with _timed(timings, "profile_scan"):
+        scan = _profile_scan(model, x_obs, settings)
+    with open(out / "scan.json", "w") as handle:
+        json.dump(scan.to_dict(), handle, default=_jsonable)
+
+    fig = plotting.compare(scan, idata)
+    fig.savefig(out / "posterior_vs_profile.png", dpi=120)
+    plt.close(fig)
+    with _timed(timings, "validation"):
+        report = _validate(model, toy, x, theta, settings, out_dir=out / "validation", seed=seed, progress=progress)
+
+    summary = _summary(settings, list(toy.params), scan, idata, timings, model, report)
+    with open(out / "summary.json", "w") as handle:
+        json.dump(summary, handle, indent=2, default=_jsonable)
+    (out / "summary.md").write_text(_markdown(summary))
+    return summary
+
+
+# ------------------------------------------------------------------------------- steps
+
+
+@contextlib.contextmanager
+def _timed(timings: dict, step: str):
+    tic = time.perf_counter()
+    yield
+    timings[step] = time.perf_counter() - tic
+
+
+def _simulate(settings: DemoSettings, seed: int):
+    """The toy and its training grid: ``(toy, x (N, 4), θ (N, 3))``."""
+    from ..toy import ToyModel
+
     toy = ToyModel(x3_shift=settings.x3_shift)
-    x, theta = toy.grid_dataset(settings.per_point, grid=_grid(settings), seed=seed)
+    values = torch.arange(-1.5, 1.51, 0.5, dtype=torch.float64)
+    nu = torch.tensor(settings.nu_values, dtype=torch.float64)
+    grid = torch.cartesian_prod(values, values, nu)  # G 3
+    x, theta = toy.grid_dataset(settings.per_point, grid=grid, seed=seed)
+    return toy, x, theta
+
+
+def _train(toy, x, theta, settings: DemoSettings, *, device, seed: int, progress: bool):
+    """A :class:`~gmmpyro.DensityModel` trained on the grid; ``seed`` fixes its initial weights and batches."""
+    from ..model import DensityModel
+    from ..toy import paper_config, paper_training_config
 
     torch.manual_seed(seed)
     network = paper_config() if settings.paper_network else QUICK_NETWORK
     model = DensityModel(toy.observables, toy.params, config=network, device=device)
-    tic = time.perf_counter()
     model.fit(
         x.float(),
         theta.float(),
@@ -126,17 +171,23 @@ def run_demo(
             seed=seed,
         ),
     )
-    timings["training"] = time.perf_counter() - tic
-    model.save(out / "model.gmm")
+    return model
 
-    names = list(toy.params)
-    truth = torch.tensor([settings.truth[n] for n in names], dtype=torch.float64)
-    x_obs = toy.sample(settings.n_events, truth, seed=seed + 1).float()
-    np.savez(out / "observed.npz", x=x_obs.numpy())
 
-    priors = {"cx": dist.Uniform(-1.5, 1.5), "cy": dist.Uniform(-1.5, 1.5), "nu": dist.Normal(0.0, 1.0)}
-    tic = time.perf_counter()
-    idata = bayes.sample_posterior(
+def _observe(toy, settings: DemoSettings, seed: int) -> torch.Tensor:
+    """The pseudo-dataset drawn at ``settings.truth``, shape ``(n_events, 4)``."""
+    truth = torch.tensor([settings.truth[n] for n in toy.params], dtype=torch.float64)
+    return toy.sample(settings.n_events, truth, seed=seed + 1).float()
+
+
+def _posterior(model, x_obs, settings: DemoSettings, *, device, seed: int, progress: bool):
+    """NUTS posterior of ``(cx, cy, nu)``: uniform priors on the training range, ``nu`` constrained."""
+    import pyro.distributions as dist
+
+    from .. import bayes
+
+    priors = {"cx": dist.Uniform(-1.5, 1.5), "cy": dist.Uniform(-1.5, 1.5), "nu": dist.Normal(*_CONSTRAINT)}
+    return bayes.sample_posterior(
         model,
         x_obs,
         priors,
@@ -147,12 +198,14 @@ def run_demo(
         seed=seed,
         progress=progress,
     )
-    timings["nuts"] = time.perf_counter() - tic
-    idata.to_netcdf(str(out / "posterior.nc"))
 
-    tic = time.perf_counter()
-    constraints = {"nu": torch.distributions.Normal(0.0, 1.0)}
-    bounds = dict(zip(names, model.theta_bounds.tolist(), strict=True))
+
+def _profile_scan(model, x_obs, settings: DemoSettings):
+    """Profile-likelihood scan of ``(cx, cy)`` with ``nu`` profiled under its constraint."""
+    from .. import profile
+
+    constraints = {"nu": torch.distributions.Normal(*_CONSTRAINT)}
+    bounds = dict(zip(model.params, model.theta_bounds.tolist(), strict=True))
     mle = profile.fit(model, x_obs, constraints=constraints, bounds=bounds)
     # scan ± 5 Hessian standard deviations around the MLE: the contours are resolved by the grid
     grid = {
@@ -163,32 +216,27 @@ def run_demo(
         )
         for name in ("cx", "cy")
     }
-    scan = profile.scan(model, x_obs, grid, profile=["nu"], constraints=constraints, bounds=bounds)
-    timings["profile_scan"] = time.perf_counter() - tic
-    with open(out / "scan.json", "w") as handle:
-        json.dump(scan.to_dict(), handle, default=_jsonable)
+    return profile.scan(model, x_obs, grid, profile=["nu"], constraints=constraints, bounds=bounds)
 
-    fig = plotting.compare(scan, idata)
-    fig.savefig(out / "posterior_vs_profile.png", dpi=120)
+
+def _validate(model, toy, x, theta, settings: DemoSettings, *, out_dir: Path, seed: int, progress: bool):
+    """The validation report on the simulated events at the reference point ``θ = 0``."""
+    from ..report import ReportConfig, write_report
+
     reference = theta[:, 0].eq(0) & theta[:, 1].eq(0) & theta[:, 2].eq(0)
-    tic = time.perf_counter()
-    report = write_report(
+    return write_report(
         model,
         x[reference].float(),
         theta[reference].float(),
         truth=toy,
-        out_dir=out / "validation",
+        out_dir=out_dir,
         seed=seed,
         progress=progress,
         config=settings.report or ReportConfig.quick(),
     )
-    timings["validation"] = time.perf_counter() - tic
 
-    summary = _summary(settings, truth, names, scan, idata, az, timings, model, report)
-    with open(out / "summary.json", "w") as handle:
-        json.dump(summary, handle, indent=2, default=_jsonable)
-    (out / "summary.md").write_text(_markdown(summary))
-    return summary
+
+# ----------------------------------------------------------------------------- summary
 
 
 def _jsonable(value):
@@ -199,7 +247,9 @@ def _jsonable(value):
     return str(value)
 
 
-def _summary(settings, truth, names, scan, idata, az, timings, model, report) -> dict:
+def _summary(settings, names, scan, idata, timings, model, report) -> dict:
+    import arviz as az
+
     table = az.summary(idata, var_names=names, kind="all", hdi_prob=0.68)
     posterior = {}
     for name in names:
@@ -218,14 +268,14 @@ def _summary(settings, truth, names, scan, idata, az, timings, model, report) ->
     }
     return {
         "settings": {k: v for k, v in asdict(settings).items() if k != "report"},
-        "truth": dict(zip(names, truth.tolist(), strict=True)),
+        "truth": {name: float(settings.truth[name]) for name in names},
         "mle": {name: float(scan.mle.values[name]) for name in names},
         "mle_errors": {name: float(scan.mle.errors[name]) for name in names},
         "profile": profile_result,
         "posterior": posterior,
         "timings_s": timings,
         "model": {"parameters": model.n_parameters, "epochs": model.history.n_epochs},
-        "validation": report.to_dict() if hasattr(report, "to_dict") else str(report),
+        "validation": report.to_dict(),
     }
 
 
@@ -262,3 +312,33 @@ def _markdown(summary: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ command
+
+
+def add_demo_command(subparsers) -> argparse.ArgumentParser:
+    """Add ``gmmpyro demo [--out DIR] [--full] [--device D] [--seed S] [--quiet]`` to a CLI.
+
+    Arguments:
+        subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
+
+    Returns:
+        The ``demo`` sub-parser; its ``run`` default is :func:`run_demo_command`.
+    """
+    demo = subparsers.add_parser("demo", help="end-to-end demonstration on the built-in toy", description=__doc__)
+    demo.add_argument("--out", default="gmmpyro-demo", help="output directory (default: gmmpyro-demo)")
+    demo.add_argument("--full", action="store_true", help="paper-size training set and longer chains")
+    demo.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of every random stream (default: 0)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(run=run_demo_command)
+    return demo
+
+
+def run_demo_command(args: argparse.Namespace) -> None:
+    """Run ``gmmpyro demo`` from parsed arguments and print its ``summary.md``."""
+    settings = DemoSettings.full() if args.full else DemoSettings.quick()
+    summary = run_demo(args.out, settings=settings, device=args.device, seed=args.seed, progress=not args.quiet)
+    print((Path(args.out) / "summary.md").read_text())
+    print(f"outputs in {args.out}/ (truth {summary['truth']})")

@@ -1,62 +1,36 @@
-"""Figures that show whether a trained model can be trusted (the journal's Figs. 2–15).
+"""Figures that show whether a trained model can be trusted (the journal's Figs. 4–15).
 
-Each function draws a result of :mod:`gmmpyro.validation` (or the model itself), takes
-``ax=``/``axes=`` or makes its own figure, never draws on pyplot's current axes, and returns
-the matplotlib ``Figure``:
+Each function draws a result of :mod:`gmmpyro.validation`, takes ``axes=`` or makes its own
+figure, never draws on pyplot's current axes, and returns the matplotlib ``Figure``:
 
 * :func:`plot_marginals` — 1-D marginals with a ratio panel and statistical bands (Figs. 4, 8, 14);
 * :func:`plot_pairs` — 2-D marginals of all pairs, or their pull map (eq. 10; Figs. 5–7, 9);
 * :func:`plot_parameter_dependence` — ``p(x|θ)/p(x|θ_ref)`` per marginal over a grid of ``θ`` (Figs. 10–13);
-* :func:`plot_contour_agreement` — 68/95 % regions of model and reference with both MLEs (Fig. 15);
-* :func:`plot_mixture` — one observable's mixture and its Gaussian components at several ``θ``
-  (Fig. 2) and :func:`plot_training_history` — loss and learning rate per network, both defined in
-  :mod:`gmmpyro.plots_model` and re-exported here so that all six figures live in one namespace.
+* :func:`plot_contour_agreement` — 68/95 % regions of model and reference with both MLEs (Fig. 15).
+
+The model's own figures (its mixture, Fig. 2, and its training history) are in
+:mod:`gmmpyro.plotting.model`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .plots_model import (
-    MODEL,
-    REFERENCE,
-    TRUTH,
-    _given_axes,
-    _grid_shape,
-    plot_mixture,
-    plot_training_history,
-)
-from .validation.contours import ContourAgreement
-from .validation.histograms import EMPTY, MODEL_ONLY, REFERENCE_ONLY, MarginalComparison
-from .validation.pairs import PairComparison
-from .validation.reweighting import ParameterDependence
+from ..validation.histograms import EMPTY, MODEL_ONLY, REFERENCE_ONLY
+from ._axes import MODEL, REFERENCE, TRUTH, band, given_axes, grid_shape, new_panels, point_cells
 
-__all__ = [
-    "plot_contour_agreement",
-    "plot_marginals",
-    "plot_mixture",
-    "plot_pairs",
-    "plot_parameter_dependence",
-    "plot_training_history",
-]
+if TYPE_CHECKING:
+    from ..validation.contours import ContourAgreement
+    from ..validation.histograms import MarginalComparison
+    from ..validation.pairs import PairComparison
+    from ..validation.reweighting import ParameterDependence
+
+__all__ = ["plot_contour_agreement", "plot_marginals", "plot_pairs", "plot_parameter_dependence"]
 
 _STATUS_COLOURS = {EMPTY: "white", MODEL_ONLY: "black", REFERENCE_ONLY: "0.6"}
-
-
-def _steps(edges: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of a step line through bin values (for ``fill_between(step="post")``)."""
-    return edges, np.append(values, values[-1])
-
-
-def _band(ax, edges, centre, error, colour, alpha=0.3, **kw) -> None:
-    with np.errstate(invalid="ignore"):
-        lo, hi = centre - error, centre + error
-    ok = np.isfinite(lo) & np.isfinite(hi)
-    x, lo = _steps(edges, np.where(ok, lo, np.nan))
-    _, hi = _steps(edges, np.where(ok, hi, np.nan))
-    ax.fill_between(x, lo, hi, step="post", color=colour, alpha=alpha, lw=0, **kw)
 
 
 # --------------------------------------------------------------------------- 1-D marginals
@@ -89,21 +63,15 @@ def plot_marginals(
     """
     d = len(result.marginals)
     if axes is None:
-        import matplotlib.pyplot as plt
-
-        nrows, ncols = _grid_shape(d, ncols)
-        fig, grid = plt.subplots(
-            2 * nrows, ncols, figsize=(3.6 * ncols, 3.9 * nrows), squeeze=False, layout="constrained",
+        nrows, ncols = grid_shape(d, ncols)
+        cells = [(2 * (i // ncols) + k, i % ncols) for i in range(d) for k in (0, 1)]  # main, ratio
+        fig, flat = new_panels(
+            2 * nrows, ncols, cells, figsize=(3.6 * ncols, 3.9 * nrows), layout="constrained",
             gridspec_kw={"height_ratios": [3, 1] * nrows},
         )  # fmt: skip
-        pairs = [(grid[2 * (i // ncols), i % ncols], grid[2 * (i // ncols) + 1, i % ncols]) for i in range(d)]
-        for i in range(d, nrows * ncols):
-            grid[2 * (i // ncols), i % ncols].set_visible(False)
-            grid[2 * (i // ncols) + 1, i % ncols].set_visible(False)
     else:
-        flat = _given_axes(axes, 2 * d, "plot_marginals")
-        pairs = list(zip(flat[::2], flat[1::2], strict=True))
-        fig = flat[0].figure
+        fig, flat = given_axes(axes, 2 * d, "plot_marginals")
+    pairs = list(zip(flat[::2], flat[1::2], strict=True))
     space = "latent " if result.space == "latent" else ""
     for m, (main, ratio) in zip(result.marginals, pairs, strict=True):
         width = np.diff(m.edges)
@@ -113,7 +81,7 @@ def plot_marginals(
         ):
             dens, err = values / width, errors / width
             main.stairs(dens, m.edges, color=colour, label=label, lw=1.2)
-            _band(main, m.edges, dens, err, colour, alpha=0.25)
+            band(main, m.edges, dens, err, colour, alpha=0.25)
         if log:
             main.set_yscale("log")
         main.set_ylabel("density")
@@ -124,8 +92,8 @@ def plot_marginals(
             r = m.model / m.reference
             r_err = m.model_error / m.reference
             ref_rel = m.reference_error / m.reference
-        _band(ratio, m.edges, np.ones_like(r), np.nan_to_num(ref_rel), "0.5", alpha=0.3)
-        _band(ratio, m.edges, r, r_err, MODEL, alpha=0.25)
+        band(ratio, m.edges, np.ones_like(r), np.nan_to_num(ref_rel), "0.5", alpha=0.3)
+        band(ratio, m.edges, r, r_err, MODEL, alpha=0.25)
         ratio.stairs(r, m.edges, color=MODEL, lw=1.2)
         ratio.axhline(1.0, color=REFERENCE, lw=0.8)
         ratio.set_ylim(*ratio_range)
@@ -177,22 +145,11 @@ def plot_pairs(result: PairComparison, *, show: str = "pull", axes=None, pull_ra
     names = list(result.names)
     d = len(names)
     if axes is None:
-        import matplotlib.pyplot as plt
-
         n = d - 1
-        fig, grid = plt.subplots(n, n, figsize=(2.6 * n + 1.6, 2.4 * n + 0.6), squeeze=False, layout="constrained")
-        panel = {}
-        for row in range(n):
-            for col in range(n):
-                if col > row:
-                    grid[row, col].set_visible(False)
-        for p in result.pairs:
-            i, j = names.index(p.names[0]), names.index(p.names[1])
-            panel[p.names] = grid[j - 1, i]
-        ax_list = [panel[p.names] for p in result.pairs]
+        cells = [(names.index(p.names[1]) - 1, names.index(p.names[0])) for p in result.pairs]  # lower triangle
+        fig, ax_list = new_panels(n, n, cells, figsize=(2.6 * n + 1.6, 2.4 * n + 0.6), layout="constrained")
     else:
-        ax_list = _given_axes(axes, len(result.pairs), "plot_pairs")
-        fig = ax_list[0].figure
+        fig, ax_list = given_axes(axes, len(result.pairs), "plot_pairs")
     if show == "pull":
         norm, cmap = Normalize(-pull_range, pull_range), "RdBu_r"
     else:
@@ -228,17 +185,6 @@ def plot_pairs(result: PairComparison, *, show: str = "pull", axes=None, pull_ra
 
 
 # --------------------------------------------------------------------------- parameter dependence
-
-
-def _point_layout(thetas: np.ndarray, ncols: int | None) -> tuple[int, int, list[tuple[int, int]]]:
-    """Panels of a full 2-parameter grid in the parameter plane (rows: 2nd parameter descending)."""
-    if thetas.shape[1] == 2 and ncols is None:
-        xs, ys = np.unique(thetas[:, 0]), np.unique(thetas[:, 1])[::-1]
-        if len(xs) * len(ys) == len(thetas) and len(np.unique(thetas, axis=0)) == len(thetas):
-            cells = [(int(np.nonzero(ys == t[1])[0][0]), int(np.nonzero(xs == t[0])[0][0])) for t in thetas]
-            return len(ys), len(xs), cells
-    nrows, ncols = _grid_shape(len(thetas), ncols)
-    return nrows, ncols, [(g // ncols, g % ncols) for g in range(len(thetas))]
 
 
 def plot_parameter_dependence(
@@ -277,27 +223,17 @@ def plot_parameter_dependence(
             raise ValueError(f"compare result {other.source!r} is on other parameter points")
     G = len(result.thetas)
     if axes is None:
-        import matplotlib.pyplot as plt
-
-        nrows, ncols_, cells = _point_layout(result.thetas, ncols)
-        fig, grid = plt.subplots(
-            nrows, ncols_, figsize=(2.9 * ncols_, 2.3 * nrows), squeeze=False, sharex=True, sharey=True,
-            layout="constrained",
-        )  # fmt: skip
-        ax_list = [grid[r, c] for r, c in cells]
-        used = set(cells)
-        for r in range(nrows):
-            for c in range(ncols_):
-                if (r, c) not in used:
-                    grid[r, c].set_visible(False)
+        nrows, ncols_, cells = point_cells(result.thetas, ncols)
+        fig, ax_list = new_panels(
+            nrows, ncols_, cells, figsize=(2.9 * ncols_, 2.3 * nrows), sharex=True, sharey=True, layout="constrained"
+        )
     else:
-        ax_list = _given_axes(axes, G, "plot_parameter_dependence")
-        fig = ax_list[0].figure
+        fig, ax_list = given_axes(axes, G, "plot_parameter_dependence")
     edges = result.edges[i]
     centres = 0.5 * (edges[1:] + edges[:-1])
     for g, ax in enumerate(ax_list):
         r, e = result.ratio[g, i], result.error[g, i]
-        _band(ax, edges, r, np.nan_to_num(e), MODEL, alpha=0.25)
+        band(ax, edges, r, np.nan_to_num(e), MODEL, alpha=0.25)
         ax.stairs(r, edges, color=MODEL, lw=1.2, label=result.source)
         for j, other in enumerate(compare):
             colour = REFERENCE if other.source == "simulated" else (TRUTH if j == 0 else f"C{j + 4}")
@@ -355,20 +291,10 @@ def plot_contour_agreement(
     """
     P = len(result.truths)
     if axes is None:
-        import matplotlib.pyplot as plt
-
-        nrows, ncols_, cells = _point_layout(result.truths, ncols)
-        fig, grid = plt.subplots(
-            nrows, ncols_, figsize=(3.0 * ncols_, 2.9 * nrows), squeeze=False, layout="constrained"
-        )
-        ax_list = [grid[r, c] for r, c in cells]
-        for r in range(nrows):
-            for c in range(ncols_):
-                if (r, c) not in set(cells):
-                    grid[r, c].set_visible(False)
+        nrows, ncols_, cells = point_cells(result.truths, ncols)
+        fig, ax_list = new_panels(nrows, ncols_, cells, figsize=(3.0 * ncols_, 2.9 * nrows), layout="constrained")
     else:
-        ax_list = _given_axes(axes, P, "plot_contour_agreement")
-        fig = ax_list[0].figure
+        fig, ax_list = given_axes(axes, P, "plot_contour_agreement")
     trained = None if trained_points is None else np.asarray(trained_points, dtype=float).reshape(-1, 2)
     colours = {"model": "C0", "reference": TRUTH}
     for i, ax in enumerate(ax_list):

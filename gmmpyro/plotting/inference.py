@@ -1,6 +1,6 @@
 """Figures for frequentist inference and its comparison with a posterior.
 
-:func:`plot_profile` draws a :class:`~gmmpyro.inference.scan.ProfileScan`; :func:`compare`
+:func:`plot_profile` draws a :class:`~gmmpyro.inference.profile.ProfileScan`; :func:`compare`
 puts profile-likelihood intervals and contours beside the posterior's highest-density
 intervals and regions from an ArviZ object. Both take ``ax=``/``axes=`` and return the figure.
 """
@@ -8,36 +8,33 @@ intervals and regions from an ArviZ object. Both take ``ax=``/``axes=`` and retu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .inference.scan_result import ProfileScan, delta_q
+from ..inference.wilks import delta_q
+from ._axes import POSTERIOR, PROFILE, given_axes, new_panels
 
-__all__ = ["compare", "hdi_1d", "hdr_levels", "plot_profile"]
+if TYPE_CHECKING:
+    from ..inference.profile import ProfileScan
 
-_PROFILE, _POSTERIOR = "C0", "C1"
+__all__ = ["compare", "hdr_levels", "plot_profile"]
 
 
-def _new_axes(n: int, axes):
-    """The given axes (checked), or a new figure with ``n`` panels in a row."""
+def _row(n: int, axes, what: str):
+    """The ``n`` given axes, or a new figure with ``n`` panels in a row."""
     if axes is None:
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), squeeze=False)
-        return fig, list(axes[0])
-    axes = list(np.atleast_1d(axes).ravel())
-    if len(axes) != n:
-        raise ValueError(f"need {n} axes for this figure, got {len(axes)}")
-    return axes[0].figure, axes
+        return new_panels(1, n, figsize=(4.2 * n, 3.8))
+    return given_axes(axes, n, what)
 
 
-def plot_profile(scan: ProfileScan, ax=None, *, cl: Sequence[float] = (0.68, 0.95), color: str = _PROFILE):
+def plot_profile(scan: ProfileScan, ax=None, *, cl: Sequence[float] = (0.68, 0.95), color: str = PROFILE):
     """Draw a scan: the curve ``q`` with its intervals (1-D), or filled contours (2-D), MLE marked.
 
     Arguments:
-        scan: a 1-D or 2-D :class:`~gmmpyro.inference.scan.ProfileScan`.
+        scan: a 1-D or 2-D :class:`~gmmpyro.inference.profile.ProfileScan`.
         ax: matplotlib axes; a new figure if ``None``.
-        cl: confidence levels drawn (thresholds from :func:`~gmmpyro.inference.scan.delta_q`).
+        cl: confidence levels drawn (thresholds from :func:`~gmmpyro.inference.profile.delta_q`).
         color: colour of curve, lines and fill.
 
     Returns:
@@ -54,7 +51,7 @@ def plot_profile(scan: ProfileScan, ax=None, *, cl: Sequence[float] = (0.68, 0.9
         True
         >>> plt.close(fig)
     """
-    fig, (ax,) = _new_axes(1, None if ax is None else [ax])
+    fig, (ax,) = _row(1, None if ax is None else [ax], "plot_profile")
     cl = sorted(cl)
     if len(scan.params) == 1:
         name = scan.params[0]
@@ -95,30 +92,26 @@ def plot_profile(scan: ProfileScan, ax=None, *, cl: Sequence[float] = (0.68, 0.9
     return fig
 
 
-def hdi_1d(draws: np.ndarray, cl: float) -> tuple[float, float]:
-    """Highest-density interval of 1-D draws: the shortest interval holding a fraction ``cl``.
-
-    Same rule as ``arviz.hdi`` (without depending on its changing API).
-
-    Example:
-        >>> lo, hi = hdi_1d(np.random.default_rng(0).normal(size=100_000), 0.68)
-        >>> round(lo, 1), round(hi, 1)
-        (-1.0, 1.0)
-    """
-    s = np.sort(np.asarray(draws, dtype=float).ravel())
-    k = int(np.floor(cl * s.size))
-    if not 0 < k < s.size:
-        raise ValueError(f"need more draws for a {cl} interval, got {s.size}")
-    widths = s[k:] - s[: s.size - k]
-    i = int(np.argmin(widths))
-    return float(s[i]), float(s[i + k])
-
-
 def hdr_levels(kde, draws: np.ndarray, cl: Sequence[float]) -> list[float]:
     """Density levels of the highest-density regions holding fractions ``cl`` of the draws.
 
     The region ``{p > level}`` holds a fraction ``cl`` of the draws when ``level`` is the
     ``1 - cl`` quantile of the density at the draws themselves.
+
+    Arguments:
+        kde: a density estimate of the draws, e.g. ``scipy.stats.gaussian_kde(draws.T)``.
+        draws: shape ``(S, p)``.
+        cl: the fractions.
+
+    Returns:
+        One level per fraction, decreasing as ``cl`` grows.
+
+    Example:
+        >>> from scipy.stats import gaussian_kde
+        >>> draws = np.random.default_rng(0).normal(size=(2000, 2))  # S p
+        >>> lo68, lo95 = hdr_levels(gaussian_kde(draws.T), draws, (0.68, 0.95))
+        >>> bool(lo68 > lo95)
+        True
     """
     dens = kde(draws.T)
     return [float(np.quantile(dens, 1 - c)) for c in cl]
@@ -161,7 +154,7 @@ def compare(
     1-D panel only.
 
     Arguments:
-        scan: a 1-D or 2-D :class:`~gmmpyro.inference.scan.ProfileScan`.
+        scan: a 1-D or 2-D :class:`~gmmpyro.inference.profile.ProfileScan`.
         idata: an ArviZ object with a ``posterior`` group holding the scanned parameters by
             name, dims ``(chain, draw)`` (``arviz.InferenceData`` or ``xarray.DataTree``).
         cl: the levels drawn.
@@ -174,33 +167,34 @@ def compare(
         The matplotlib ``Figure``.
 
     Example:
-        >>> import arviz as az
         >>> import matplotlib.pyplot as plt
         >>> from gmmpyro.toy import ToyModel
+        >>> from gmmpyro.inference.posterior_data import to_arviz
         >>> from gmmpyro.inference.profile import scan
         >>> model = ToyModel()
         >>> x = model.sample(400, [0.8, -0.8], seed=1)
         >>> s = scan(model, x, {"cx": (0.4, 1.2, 21), "cy": (-1.2, -0.4, 21)})
         >>> rng = np.random.default_rng(0)  # stand-in for NUTS draws: the Gaussian approximation
         >>> draws = rng.multivariate_normal(s.mle.theta, s.mle.covariance, size=(2, 500))  # chain draw 2
-        >>> idata = az.from_dict(posterior={"cx": draws[..., 0], "cy": draws[..., 1]})
+        >>> idata = to_arviz({"posterior": {"cx": draws[..., 0], "cy": draws[..., 1]}})
         >>> fig = compare(s, idata)
         >>> len(fig.axes)
         3
         >>> plt.close(fig)
     """
+    import arviz as az
     from scipy.stats import gaussian_kde
 
     names = scan.params
     cl = sorted(cl)
     draws = _draws(idata, names, max_draws, seed)  # S p
-    fig, axs = _new_axes(1 if len(names) == 1 else 1 + len(names), axes)
+    fig, axs = _row(1 if len(names) == 1 else 1 + len(names), axes, "compare")
     one_d = axs if len(names) == 1 else axs[1:]
     if len(names) == 2:
         ax = axs[0]
         for j, c in enumerate(cl):
             for line in scan.contour(c):
-                ax.plot(line[:, 0], line[:, 1], color=_PROFILE, lw=max(0.6, 1.6 - 0.5 * j))
+                ax.plot(line[:, 0], line[:, 1], color=PROFILE, lw=max(0.6, 1.6 - 0.5 * j))
         kde = gaussian_kde(draws.T)
         lims = [
             (
@@ -218,30 +212,31 @@ def compare(
             Y,
             Z,
             levels=sorted(levels),
-            colors=[_POSTERIOR],
+            colors=[POSTERIOR],
             linestyles="--",
             linewidths=[max(0.6, 1.6 - 0.5 * j) for j in reversed(range(len(cl)))],
         )
-        ax.plot(scan.mle.values[names[0]], scan.mle.values[names[1]], "+", color=_PROFILE, ms=10, mew=1.5)
-        ax.plot(*np.median(draws, 0), "x", color=_POSTERIOR, ms=7, mew=1.5)
-        ax.plot([], [], color=_PROFILE, label="profile likelihood (MLE +)")
-        ax.plot([], [], color=_POSTERIOR, ls="--", label="posterior HDR (median ×)")
+        ax.plot(scan.mle.values[names[0]], scan.mle.values[names[1]], "+", color=PROFILE, ms=10, mew=1.5)
+        ax.plot(*np.median(draws, 0), "x", color=POSTERIOR, ms=7, mew=1.5)
+        ax.plot([], [], color=PROFILE, label="profile likelihood (MLE +)")
+        ax.plot([], [], color=POSTERIOR, ls="--", label="posterior HDR (median ×)")
         ax.set_xlabel(names[0])
         ax.set_ylabel(names[1])
         ax.set_title(" / ".join(f"{c:.0%}" for c in cl), fontsize="small")
         ax.legend(fontsize="small")
     for ax, i, name in zip(one_d, range(len(names)), names, strict=True):
         x, q = scan.curve(name)
-        ax.plot(x, np.exp(-0.5 * q), color=_PROFILE, label=r"profile $L/L_{max}$")
+        ax.plot(x, np.exp(-0.5 * q), color=PROFILE, label=r"profile $L/L_{max}$")
         d = draws[:, i]
         t = np.linspace(min(x[0], d.min()), max(x[-1], d.max()), 400)
         dens = gaussian_kde(d)(t)
-        ax.plot(t, dens / dens.max(), color=_POSTERIOR, ls="--", label="posterior (max = 1)")
+        ax.plot(t, dens / dens.max(), color=POSTERIOR, ls="--", label="posterior (max = 1)")
         for c in cl:
             level = float(np.exp(-0.5 * delta_q(c, 1)))
             lo, hi = scan.interval(name, c)
-            ax.hlines(level, lo, hi, color=_PROFILE, lw=2)
-            ax.hlines(level - 0.04, *hdi_1d(d, c), color=_POSTERIOR, lw=2, ls="--")
+            ax.hlines(level, lo, hi, color=PROFILE, lw=2)
+            # the probability passed by position: ``hdi_prob`` in ArviZ 0.x, ``prob`` in 1.x
+            ax.hlines(level - 0.04, *az.hdi(d, c), color=POSTERIOR, lw=2, ls="--")
             ax.text(t[0], level, f"{c:.0%}", fontsize="small", va="bottom", color="gray")
         ax.set_xlabel(name)
         ax.set_ylim(0, 1.25)

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# CUDA check in under five minutes: the tests marked `gpu` on CUDA, then the low-rank design's
+# log_prob + gradient, 61 x 61 scan and NUTS speed on CUDA at 400, 10 000 and 100 000 events.
+#
+# Run from anywhere with the project's Python (the virtual environment's, or $PYTHON):
+#
+#   bash benchmarks/gpu_check.sh
+#   PYTHON=.venv/bin/python MODEL=toy_lowrank.gmm bash benchmarks/gpu_check.sh
+#   DEVICE=cpu EVENTS="100 300" GRID=5 CHAINS=1 WARMUP=10 DRAWS=10 SKIP_TESTS=1 bash benchmarks/gpu_check.sh
+#
+# Settings (environment): MODEL, a saved low-rank DensityModel (default: a fresh one fitted for
+# one epoch; its timings hold, its ESS does not); DEVICE (cuda); DTYPE (float32); EVENTS
+# ("400 10000 100000"); GRID (61); CHAINS, WARMUP, DRAWS (2, 300, 300); THREADS (1);
+# SKIP_TESTS (0). Prints the machine, pytest's output and one Markdown table; exits with
+# pytest's status (0 when no test is marked gpu).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON=${PYTHON:-python}
+export DEVICE=${DEVICE:-cuda} DTYPE=${DTYPE:-float32} EVENTS=${EVENTS:-400 10000 100000} GRID=${GRID:-61}
+export CHAINS=${CHAINS:-2} WARMUP=${WARMUP:-300} DRAWS=${DRAWS:-300} THREADS=${THREADS:-1} MODEL=${MODEL:-}
+SKIP_TESTS=${SKIP_TESTS:-0}
+
+echo "machine: $(uname -srm)"
+if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi -L
+else
+    echo "nvidia-smi: not found"
+fi
+
+status=0
+TESTS="skipped (SKIP_TESTS=1)"
+if [[ $SKIP_TESTS != 1 ]]; then
+    log=$(mktemp)
+    trap 'rm -f "$log"' EXIT
+    start=$SECONDS
+    set +e
+    "$PYTHON" -m pytest -q -m gpu --device "$DEVICE" --dtype "$DTYPE" tests 2>&1 | tee "$log"
+    status=${PIPESTATUS[0]}
+    set -e
+    summary=$(grep -v '^\s*$' "$log" | tail -n 1)
+    if [[ $status == 5 ]]; then  # pytest: no test collected
+        summary="no test marked gpu ($summary)"
+        status=0
+    fi
+    TESTS="$summary, exit status $status, $((SECONDS - start)) s"
+fi
+export TESTS
+
+"$PYTHON" -P - <<'PY'
+import os
+import sys
+import time
+import warnings
+from dataclasses import replace
+
+sys.path.append(os.path.abspath("benchmarks"))  # appended: benchmarks/profile.py must not shadow `profile`
+import torch  # noqa: E402
+from speed import gmmpyro_model, grid_seconds, log_prob_grad_ms, nuts_numbers, scan_seconds, toy_events  # noqa: E402
+
+from gmmpyro.toy import ToyModel, paper_config  # noqa: E402
+
+env = os.environ
+torch.set_num_threads(int(env["THREADS"]))
+device, dtype = torch.device(env["DEVICE"]), getattr(torch, env["DTYPE"])
+grid, chains, warmup, draws = (int(env[k]) for k in ("GRID", "CHAINS", "WARMUP", "DRAWS"))
+x_train, theta_train = ToyModel().grid_dataset(200, seed=0)
+network = replace(paper_config(), design="lowrank", rank=16)
+tic = time.perf_counter()
+model, origin = gmmpyro_model(env["MODEL"] or None, network, (x_train.to(dtype), theta_train.to(dtype)),
+                              device=device, dtype=dtype, seed=0)  # fmt: skip
+rows = [("pytest -m gpu", env["TESTS"])]
+name = f"lowrank ({env['DTYPE']})"
+with warnings.catch_warnings():  # an untrained model's fits and chains warn; the numbers are what counts here
+    warnings.simplefilter("ignore")
+    for n in (int(v) for v in env["EVENTS"].split()):
+        x = toy_events(n, 1, device, dtype)
+        rows.append((f"{name}, {n} events: log_prob+∂θ", f"{log_prob_grad_ms(model, x, 20):.3g} ms"))
+        rows.append((
+            f"{name}, {n} events: {grid}×{grid} scan",
+            f"{scan_seconds(model, x, grid):.3g} s (grid alone {grid_seconds(model, x, grid):.3g} s)",
+        ))
+        r = nuts_numbers(model, x, chains=chains, warmup=warmup, draws=draws, seed=0)
+        rows.append((
+            f"{name}, {n} events: NUTS {chains} × ({warmup} + {draws})",
+            f"{r['wall_s']:.3g} s, {r['grad_evals_per_s']:.0f} grad evals/s, bulk ESS/s (min) "
+            f"{r['min_bulk_ess_per_s']:.3g}, {100 * r['log_prob_share']:.0f} % in log_prob",
+        ))
+print()
+print(f"torch {torch.__version__}, device {device}"
+      + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+print(f"model: {origin}" + ("; timings hold, ESS depends on training" if origin.startswith("untrained") else ""))
+print(f"measurements: {time.perf_counter() - tic:.0f} s")
+print()
+print("| check | result |")
+print("|---|---|")
+for check, result in rows:
+    print(f"| {check} | {result} |")
+PY
+
+exit "$status"

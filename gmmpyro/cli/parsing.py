@@ -1,0 +1,100 @@
+"""Argument types of the ``gmmpyro`` commands and their TOML configuration files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["load_toml", "parse_assignment", "parse_observable", "parse_prior", "parse_scan"]
+
+
+def parse_observable(spec: str):
+    """``name``, ``name:lo:hi``, ``name:lo:hi:discrete``, each optionally ``...:f=0.3``.
+
+    Example:
+        >>> parse_observable("m_ll:75:105:f=0.2")
+        Observable(name='m_ll', bounds=(75.0, 105.0), discrete=False, f=0.2)
+    """
+    from ..observables import Observable
+
+    parts = spec.split(":")
+    name, rest = parts[0], parts[1:]
+    f, discrete = 0.5, False
+    if rest and rest[-1].startswith("f="):
+        f = float(rest.pop()[2:])
+    if rest and rest[-1] == "discrete":
+        discrete = True
+        rest.pop()
+    if len(rest) not in (0, 2):
+        raise argparse.ArgumentTypeError(f"observable {spec!r}: use name, name:lo:hi or name:lo:hi:discrete[:f=F]")
+    bounds = (float(rest[0]), float(rest[1])) if rest else None
+    try:
+        return Observable(name, bounds, discrete=discrete, f=f)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def parse_prior(spec: str) -> tuple[str, object]:
+    """``name=uniform:lo:hi``, ``name=normal:mean:sd`` or ``name=value`` (fixed).
+
+    Example:
+        >>> parse_prior("cx=uniform:-1.5:1.5")[1]
+        Uniform(low: -1.5, high: 1.5)
+        >>> parse_prior("nu=0")
+        ('nu', 0.0)
+    """
+    import pyro.distributions as dist
+
+    name, _, value = spec.partition("=")
+    kind, *args = value.split(":")
+    try:
+        if kind == "uniform" and len(args) == 2:
+            return name, dist.Uniform(float(args[0]), float(args[1]))
+        if kind == "normal" and len(args) == 2:
+            return name, dist.Normal(float(args[0]), float(args[1]))
+        if not args:
+            return name, float(kind)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{spec!r}: use name=uniform:lo:hi, name=normal:mean:sd or name=value")
+
+
+def parse_assignment(spec: str) -> tuple[str, float]:
+    """``name=value``.
+
+    Example:
+        >>> parse_assignment("cx=0.5")
+        ('cx', 0.5)
+    """
+    name, sep, value = spec.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{spec!r}: use name=value") from None
+
+
+def parse_scan(spec: str) -> tuple[str, tuple[float, float, int]]:
+    """``name=lo:hi:n``, a grid of ``n`` evenly spaced values.
+
+    Example:
+        >>> parse_scan("cx=-1:1:21")
+        ('cx', (-1.0, 1.0, 21))
+    """
+    name, _, value = spec.partition("=")
+    try:
+        lo, hi, n = value.split(":")
+        return name, (float(lo), float(hi), int(n))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{spec!r}: use name=lo:hi:n") from None
+
+
+def load_toml(path: str) -> dict:
+    """The content of a TOML file (``tomllib``, or ``tomli`` before Python 3.11)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
