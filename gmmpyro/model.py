@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from .exceptions import OutOfRangeWarning, range_warnings_enabled, warn
+from .lowrank import LowRankCategoricalNetwork, LowRankMixtureNetwork
 from .mixture import mixture_log_prob, sample_mixture
-from .networks import NetworkConfig, factor_network
+from .networks import CategoricalNetwork, GaussianMixtureNetwork, NetworkConfig
 from .observables import Observable
 from .prepared import PreparedModelEvents
 from .projection import LatentProjection
@@ -93,7 +94,7 @@ class DensityModel(nn.Module):
         self.latent_range = (-5.0, 5.0)
         k = len(self.params)
         self.networks = nn.ModuleList(
-            factor_network(
+            _factor_network(
                 self.config,
                 k,
                 position,
@@ -526,6 +527,27 @@ class DensityModel(nn.Module):
             f"observables={[o.name for o in self.observables]}, params={list(self.params)}, "
             f"order={list(self.order)}, n_parameters={self.n_parameters}, fitted={self.is_fitted}"
         )
+
+
+def _factor_network(
+    config: NetworkConfig, n_theta: int, position: int, n_categories: int | None = None, latent_range=(-5.0, 5.0)
+) -> nn.Module:
+    """The network of the factor at ``position`` of the autoregressive order, in ``config.design``.
+
+    Arguments:
+        config: the network constants.
+        n_theta: number of parameters ``k``.
+        position: number of preceding observables ``i``.
+        n_categories: number of values of a discrete observable, ``None`` for a continuous one.
+        latent_range: ``(u_min, u_max)`` of continuous observables.
+
+    """
+    lowrank = config.design == "lowrank"
+    if n_categories is not None:
+        kind = LowRankCategoricalNetwork if lowrank else CategoricalNetwork
+        return kind(n_theta, position, n_categories, config)
+    kind = LowRankMixtureNetwork if lowrank else GaussianMixtureNetwork
+    return kind(n_theta, position, config, latent_range)
 
 
 def _inverse_permutation(order: Sequence[int]) -> list[int]:

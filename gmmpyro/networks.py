@@ -29,14 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = [
-    "CategoricalNetwork",
-    "GaussianMixtureNetwork",
-    "LowRankCategoricalNetwork",
-    "LowRankMixtureNetwork",
-    "NetworkConfig",
-    "factor_network",
-]
+__all__ = ["CategoricalNetwork", "GaussianMixtureNetwork", "NetworkConfig"]
 
 
 @dataclass(frozen=True)
@@ -133,13 +126,13 @@ class NetworkConfig:
         return cls(**data)
 
 
-def _uniform_init(layer: nn.Linear, scale: float) -> None:
+def uniform_init(layer: nn.Linear, scale: float) -> None:
     bound = scale / math.sqrt(layer.in_features)
     nn.init.uniform_(layer.weight, -bound, bound)
     nn.init.zeros_(layer.bias)
 
 
-class _MixtureOutputs:
+class MixtureOutputs:
     """Mixin of the continuous factor networks: raw outputs → log-weights, means, widths of ``N_G`` Gaussians.
 
     ``log w = log_softmax(s_f·o_f)``, ``μ = s_μ·o_μ + μ_0`` (``μ_0`` spaced linearly over the
@@ -204,7 +197,7 @@ class _FactorNetwork(nn.Module):
         return h
 
 
-class GaussianMixtureNetwork(_MixtureOutputs, _FactorNetwork):
+class GaussianMixtureNetwork(MixtureOutputs, _FactorNetwork):
     """Network of one continuous factor: the amplitudes, means and widths of ``N_G`` Gaussians.
 
     Arguments:
@@ -231,7 +224,7 @@ class GaussianMixtureNetwork(_MixtureOutputs, _FactorNetwork):
         )
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                _uniform_init(module, config.init_scale)
+                uniform_init(module, config.init_scale)
         self._init_outputs(config, latent_range)
 
     def mixture(
@@ -264,7 +257,7 @@ class CategoricalNetwork(_FactorNetwork):
         self.output = nn.Linear(config.categorical_widths[-1], n_categories)
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                _uniform_init(module, config.init_scale)
+                uniform_init(module, config.init_scale)
 
     def log_probs(self, theta_part: torch.Tensor, event_part: torch.Tensor | None) -> torch.Tensor:
         """Normalised log-probabilities ``(*, n_categories)`` from the θ and event parts."""
@@ -272,112 +265,8 @@ class CategoricalNetwork(_FactorNetwork):
         return torch.log_softmax(self.output(self.features(pre)), -1)
 
 
-class _LowRankFactor(nn.Module):
-    """``o(u_<i, θ) = Σ_r b_r(θ) A_r(u_<i)`` from θ features ``b (*, R+1)`` and event features ``A (*, R+1, n_out)``."""
-
-    def __init__(self, n_theta: int, n_prev: int, n_out: int, config: NetworkConfig) -> None:
-        super().__init__()
-        rank, slope = config.rank, config.leaky_slope
-        theta_width = config.A1 + config.A2 * n_theta
-        self.theta_net = _mlp([n_theta, theta_width, theta_width, rank], slope)
-        self.shape = (rank + 1, n_out)
-        if n_prev > 0:
-            event_width = config.B1 + config.B2 * n_prev
-            self.event_net = _mlp([n_prev] + [event_width] * config.C + [(rank + 1) * n_out], slope)
-            self.event_constant = None
-        else:  # the first factor has no preceding observables: its event features are learned constants
-            self.event_net = None
-            bound = config.init_scale / math.sqrt(rank + 1)
-            self.event_constant = nn.Parameter(torch.empty(self.shape).uniform_(-bound, bound))
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                _uniform_init(module, config.init_scale)
-
-    def theta_part(self, theta: torch.Tensor) -> torch.Tensor:
-        """θ features ``(*, k)`` → ``(*, R + 1)``, the last one constant 1."""
-        b = self.theta_net(theta)
-        return torch.cat([b, torch.ones_like(b[..., :1])], -1)
-
-    def event_part(self, u_prev: torch.Tensor) -> torch.Tensor:
-        """Event features ``(*, i)`` → ``(*, R + 1, n_out)``; ``(R + 1, n_out)`` for the first factor."""
-        if self.event_net is None:
-            return self.event_constant
-        return self.event_net(u_prev).unflatten(-1, self.shape)
-
-    def event_layout(self, event_part: torch.Tensor) -> torch.Tensor:
-        """The event part ``(N, R+1, n_out)`` stored rank-major: a batch of θ scores it in one matrix product."""
-        if event_part.dim() != 3:
-            return event_part
-        return event_part.transpose(0, 1).contiguous().transpose(0, 1)
-
-    def combine(self, theta_part: torch.Tensor, event_part: torch.Tensor) -> torch.Tensor:
-        """``Σ_r b_r A_r``: ``(*θ, R+1)`` and ``(*x, R+1, n_out)`` → ``broadcast(*θ, *x) + (n_out,)``."""
-        return torch.einsum("...r,...ro->...o", theta_part, event_part)
-
-
-class LowRankMixtureNetwork(_MixtureOutputs, _LowRankFactor):
-    """The ``"lowrank"`` network of one continuous factor (see the module docstring).
-
-    Example:
-        >>> net = LowRankMixtureNetwork(2, 1, NetworkConfig(design="lowrank"))
-        >>> events = net.event_part(torch.zeros(5, 1))  # once per event: N R+1 3N_G
-        >>> [t.shape for t in net.mixture(net.theta_part(torch.zeros(3, 1, 2)), events)]  # G N N_G
-        [torch.Size([3, 5, 20]), torch.Size([3, 5, 20]), torch.Size([3, 5, 20])]
-    """
-
-    def __init__(self, n_theta: int, n_prev: int, config: NetworkConfig, latent_range=(-5.0, 5.0)):
-        super().__init__(n_theta, n_prev, 3 * config.n_gauss, config)
-        self._init_outputs(config, latent_range)
-
-    def mixture(self, theta_part: torch.Tensor, event_part: torch.Tensor):
-        """``(log_weights, means, widths)``, each ``broadcast(*θ, *x) + (N_G,)``."""
-        return self._outputs(*self.combine(theta_part, event_part).chunk(3, -1))
-
-
-class LowRankCategoricalNetwork(_LowRankFactor):
-    """The ``"lowrank"`` network of one discrete factor: log-probabilities of its values.
-
-    Example:
-        >>> net = LowRankCategoricalNetwork(2, 0, 4, NetworkConfig(design="lowrank"))
-        >>> probs = net.log_probs(net.theta_part(torch.zeros(3, 2)), net.event_part(torch.zeros(0))).exp()
-        >>> probs.shape, torch.allclose(probs.sum(-1), torch.ones(3))
-        (torch.Size([3, 4]), True)
-    """
-
-    def __init__(self, n_theta: int, n_prev: int, n_categories: int, config: NetworkConfig):
-        super().__init__(n_theta, n_prev, n_categories, config)
-
-    def log_probs(self, theta_part: torch.Tensor, event_part: torch.Tensor) -> torch.Tensor:
-        """Normalised log-probabilities ``broadcast(*θ, *x) + (n_categories,)``."""
-        return torch.log_softmax(self.combine(theta_part, event_part), -1)
-
-
-def _mlp(widths: list[int], slope: float) -> nn.Sequential:
+def mlp(widths: list[int], slope: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for w_in, w_out in itertools.pairwise(widths):
         layers += [nn.Linear(w_in, w_out), nn.LeakyReLU(slope)]
     return nn.Sequential(*layers[:-1])
-
-
-def factor_network(
-    config: NetworkConfig, n_theta: int, position: int, n_categories: int | None = None, latent_range=(-5.0, 5.0)
-) -> nn.Module:
-    """The network of the factor at ``position`` of the autoregressive order, in ``config.design``.
-
-    Arguments:
-        config: the network constants.
-        n_theta: number of parameters ``k``.
-        position: number of preceding observables ``i``.
-        n_categories: number of values of a discrete observable, ``None`` for a continuous one.
-        latent_range: ``(u_min, u_max)`` of continuous observables.
-
-    Example:
-        >>> type(factor_network(NetworkConfig(design="lowrank"), 2, 1)).__name__
-        'LowRankMixtureNetwork'
-    """
-    lowrank = config.design == "lowrank"
-    if n_categories is not None:
-        kind = LowRankCategoricalNetwork if lowrank else CategoricalNetwork
-        return kind(n_theta, position, n_categories, config)
-    kind = LowRankMixtureNetwork if lowrank else GaussianMixtureNetwork
-    return kind(n_theta, position, config, latent_range)

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .lowrank import StackedLowRank
+
 if TYPE_CHECKING:
     from .model import DensityModel
 
@@ -62,13 +64,22 @@ class PreparedModelEvents:
         with torch.no_grad():
             self._u, self._log_det, self.inside = model.to_latent(self.events)  # N d ; N ; N
             features = model.event_features(self._u)
-            self._event_features = [net.event_layout(f) for net, f in zip(model.networks, features, strict=True)]
         self.all_inside = bool(self.inside.all())
+        self._stacked = None
+        if model.config.design == "lowrank" and not any(o.discrete for o in model.observables):
+            truncated = [model.observables[c].bounded and model.config.truncate for c in model.order]
+            self._stacked = StackedLowRank(model.networks, features, self._u, truncated, model.latent_range)
+        else:
+            self._event_features = [net.event_layout(f) for net, f in zip(model.networks, features, strict=True)]
 
     def log_prob(self, theta) -> torch.Tensor:
         """Per-event log densities at ``theta (*b, k)``, shape ``(*b, N)``; differentiable in ``theta``."""
         model = self.model
         theta = model.check_theta(theta)
+        if self._stacked is not None:
+            flat = model.scale_theta(theta).reshape(-1, theta.shape[-1])  # B k
+            total = self._stacked.log_prob(flat).reshape(*theta.shape[:-1], self.n_events) + self._log_det
+            return torch.where(self.inside, total, torch.full_like(total, -float("inf")))
         theta_features = [f.unsqueeze(-2) for f in model.theta_features(model.scale_theta(theta))]  # b 1 W
         factors = model.factor_log_probs(self._u, theta_features, self._event_features)  # b N d
         total = factors.sum(-1) + self._log_det

@@ -1,0 +1,174 @@
+"""The ``"lowrank"`` factor networks: θ enters through a rank-``R`` product with event features.
+
+.. math:: o(u_{<i}, θ) = \\sum_{r=0}^{R} b_r(θ)\\, A_r(u_{<i}), \\qquad b_0 = 1,
+
+``A`` is an MLP of the preceding latent values (a learned constant for the first factor) and
+``b`` a small MLP of ``θ``; ``o`` holds the mixture's logits, means and widths (or a discrete
+observable's logits). All the depth sits in the θ-independent ``A``, computed once per event
+by :meth:`gmmpyro.DensityModel.prepare`; one θ then costs ``(R + 1)·3N_G`` products per event
+and factor. :class:`StackedLowRank` evaluates all continuous factors of prepared events
+together, in a few batched operations instead of a few per factor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .mixture import log_normal_mass
+from .networks import MixtureOutputs, NetworkConfig, mlp, uniform_init
+
+__all__ = ["LowRankCategoricalNetwork", "LowRankMixtureNetwork", "StackedLowRank"]
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class _LowRankFactor(nn.Module):
+    """``o(u_<i, θ) = Σ_r b_r(θ) A_r(u_<i)`` from θ features ``b (*, R+1)`` and event features ``A (*, R+1, n_out)``."""
+
+    def __init__(self, n_theta: int, n_prev: int, n_out: int, config: NetworkConfig) -> None:
+        super().__init__()
+        rank, slope = config.rank, config.leaky_slope
+        theta_width = config.A1 + config.A2 * n_theta
+        self.theta_net = mlp([n_theta, theta_width, theta_width, rank], slope)
+        self.shape = (rank + 1, n_out)
+        if n_prev > 0:
+            event_width = config.B1 + config.B2 * n_prev
+            self.event_net = mlp([n_prev] + [event_width] * config.C + [(rank + 1) * n_out], slope)
+            self.event_constant = None
+        else:  # the first factor has no preceding observables: its event features are learned constants
+            self.event_net = None
+            bound = config.init_scale / math.sqrt(rank + 1)
+            self.event_constant = nn.Parameter(torch.empty(self.shape).uniform_(-bound, bound))
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                uniform_init(module, config.init_scale)
+
+    def theta_part(self, theta: torch.Tensor) -> torch.Tensor:
+        """θ features ``(*, k)`` → ``(*, R + 1)``, the last one constant 1."""
+        b = self.theta_net(theta)
+        return torch.cat([b, torch.ones_like(b[..., :1])], -1)
+
+    def event_part(self, u_prev: torch.Tensor) -> torch.Tensor:
+        """Event features ``(*, i)`` → ``(*, R + 1, n_out)``; ``(R + 1, n_out)`` for the first factor."""
+        if self.event_net is None:
+            return self.event_constant
+        return self.event_net(u_prev).unflatten(-1, self.shape)
+
+    def event_layout(self, event_part: torch.Tensor) -> torch.Tensor:
+        """The event part ``(N, R+1, n_out)`` stored rank-major: a batch of θ scores it in one matrix product."""
+        if event_part.dim() != 3:
+            return event_part
+        return event_part.transpose(0, 1).contiguous().transpose(0, 1)
+
+    def combine(self, theta_part: torch.Tensor, event_part: torch.Tensor) -> torch.Tensor:
+        """``Σ_r b_r A_r``: ``(*θ, R+1)`` and ``(*x, R+1, n_out)`` → ``broadcast(*θ, *x) + (n_out,)``."""
+        return torch.einsum("...r,...ro->...o", theta_part, event_part)
+
+
+class LowRankMixtureNetwork(MixtureOutputs, _LowRankFactor):
+    """The ``"lowrank"`` network of one continuous factor (see the module docstring).
+
+    Example:
+        >>> net = LowRankMixtureNetwork(2, 1, NetworkConfig(design="lowrank"))
+        >>> events = net.event_part(torch.zeros(5, 1))  # once per event: N R+1 3N_G
+        >>> [t.shape for t in net.mixture(net.theta_part(torch.zeros(3, 1, 2)), events)]  # G N N_G
+        [torch.Size([3, 5, 20]), torch.Size([3, 5, 20]), torch.Size([3, 5, 20])]
+    """
+
+    def __init__(self, n_theta: int, n_prev: int, config: NetworkConfig, latent_range=(-5.0, 5.0)):
+        super().__init__(n_theta, n_prev, 3 * config.n_gauss, config)
+        self._init_outputs(config, latent_range)
+
+    def mixture(self, theta_part: torch.Tensor, event_part: torch.Tensor):
+        """``(log_weights, means, widths)``, each ``broadcast(*θ, *x) + (N_G,)``."""
+        return self._outputs(*self.combine(theta_part, event_part).chunk(3, -1))
+
+
+class LowRankCategoricalNetwork(_LowRankFactor):
+    """The ``"lowrank"`` network of one discrete factor: log-probabilities of its values.
+
+    Example:
+        >>> net = LowRankCategoricalNetwork(2, 0, 4, NetworkConfig(design="lowrank"))
+        >>> probs = net.log_probs(net.theta_part(torch.zeros(3, 2)), net.event_part(torch.zeros(0))).exp()
+        >>> probs.shape, torch.allclose(probs.sum(-1), torch.ones(3))
+        (torch.Size([3, 4]), True)
+    """
+
+    def __init__(self, n_theta: int, n_prev: int, n_categories: int, config: NetworkConfig):
+        super().__init__(n_theta, n_prev, n_categories, config)
+
+    def log_probs(self, theta_part: torch.Tensor, event_part: torch.Tensor) -> torch.Tensor:
+        """Normalised log-probabilities ``broadcast(*θ, *x) + (n_categories,)``."""
+        return torch.log_softmax(self.combine(theta_part, event_part), -1)
+
+
+class StackedLowRank:
+    """All continuous factors of a ``"lowrank"`` model on fixed events, scored together at any θ.
+
+    Equal to scoring the factors one by one (``LowRankMixtureNetwork.mixture`` and
+    ``gmmpyro.mixture.mixture_log_prob``), but the ``d`` factors' θ networks, rank products
+    and mixture densities each run as one batched operation: the cost of one θ is a few dozen
+    tensor operations whatever ``d``. The networks' weights are copied (detached) on
+    construction, so build it again after further training.
+
+    Arguments:
+        networks: the ``d`` factor networks, in autoregressive order.
+        event_parts: their event parts on the ``N`` events, ``(N, R+1, 3N_G)`` or ``(R+1, 3N_G)``.
+        u: latent values of the events in autoregressive order, shape ``(N, d)``.
+        truncated: per factor, whether its Gaussians are truncated to ``latent_range``.
+        latent_range: ``(u_min, u_max)``.
+    """
+
+    def __init__(
+        self,
+        networks: Sequence[LowRankMixtureNetwork],
+        event_parts: Sequence[torch.Tensor],
+        u: torch.Tensor,
+        truncated: Sequence[bool],
+        latent_range: tuple[float, float],
+    ) -> None:
+        n, d = u.shape
+        first = networks[0]
+        self.rank1, n_out = first.shape
+        layers = [[m for m in net.theta_net if isinstance(m, nn.Linear)] for net in networks]
+        depth = len(layers[0])
+        self.weights = [torch.stack([net[j].weight.detach().T for net in layers]) for j in range(depth)]  # d in out
+        self.biases = [torch.stack([net[j].bias.detach() for net in layers]).unsqueeze(1) for j in range(depth)]
+        self.slope = first.theta_net[1].negative_slope
+        events = [e.detach().expand(n, *first.shape) for e in event_parts]  # d x (N R+1 O)
+        self.events = torch.stack([e.transpose(0, 1).reshape(self.rank1, n * n_out) for e in events])  # d R+1 N·O
+        self.u = u.detach().T.unsqueeze(1).unsqueeze(-1)  # d 1 N 1
+        self.n_events, self.n_out = n, n_out
+        self.scales, self.epsilon, self.log_width0 = first.scales, first.epsilon, first.log_width0
+        self.mean_offset = first.mean_offset
+        self.truncated = torch.tensor(truncated, device=u.device).view(d, 1, 1, 1)
+        self.any_truncated = any(truncated)
+        self.latent_range = latent_range
+
+    def log_prob(self, theta_scaled: torch.Tensor) -> torch.Tensor:
+        """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``."""
+        d = len(self.weights[0])
+        h = theta_scaled.unsqueeze(0).expand(d, *theta_scaled.shape)  # d B k
+        for j, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)  # d B width
+            if j < len(self.weights) - 1:
+                h = F.leaky_relu(h, self.slope)
+        h = torch.cat([h, torch.ones_like(h[..., :1])], -1)  # d B R+1
+        out = torch.bmm(h, self.events).view(d, -1, self.n_events, self.n_out)  # d B N 3N_G
+        logits, means, widths = out.chunk(3, -1)
+        s_f, s_mu, s_sigma = self.scales
+        log_weights = torch.log_softmax(s_f * logits, -1)
+        means = s_mu * means + self.mean_offset
+        widths = torch.exp(s_sigma * widths + self.log_width0) + self.epsilon
+        z = (self.u - means) / widths
+        log_component = -0.5 * z * z - torch.log(widths) - _LOG_SQRT_2PI
+        if self.any_truncated:
+            lo, hi = self.latent_range
+            mass = log_normal_mass((lo - means) / widths, (hi - means) / widths)
+            log_component = log_component - torch.where(self.truncated, mass, torch.zeros_like(mass))
+        return torch.logsumexp(log_weights + log_component, -1).sum(0)  # B N
