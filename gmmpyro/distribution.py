@@ -266,6 +266,9 @@ def _same_events(value: torch.Tensor, events: torch.Tensor) -> bool:
     """Whether ``value`` holds the prepared ``events (N, d)`` (in any batch layout, after dtype conversion)."""
     if value.numel() != events.numel() or value.shape[-1] != events.shape[-1]:
         return False
+    same_memory = value.dtype == events.dtype and value.device == events.device
+    if same_memory and value.data_ptr() == events.data_ptr() and value.is_contiguous() and events.is_contiguous():
+        return True  # e.g. obs=x_obs after prepared = model.prepare(x_obs): events is x_obs.detach()
     converted = value.detach().to(dtype=events.dtype, device=events.device).reshape(events.shape)
     return torch.equal(converted, events)
 

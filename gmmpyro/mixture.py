@@ -41,7 +41,7 @@ def log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     near_hi = torch.where(far, torch.zeros_like(hi), hi)
     near_lo = torch.where(far, -torch.ones_like(lo), lo)
     out = torch.log(0.5 * (torch.erfc(-_SQRT_HALF * near_hi) - torch.erfc(-_SQRT_HALF * near_lo)))
-    if out.is_cuda:  # elementwise work is cheap there, and a data-dependent subset would synchronise
+    if out.device.type != "cpu":  # elementwise work is cheap there, and a data-dependent subset would synchronise
         return torch.where(far, _log_mass_far(lo, hi), out)
     if bool(far.any()):
         out = out.index_put((far,), _log_mass_far(lo[far], hi[far]))

@@ -26,6 +26,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "read_model_file", "save_mo
 
 FORMAT = "gmmpyro.DensityModel"
 FORMAT_VERSION = 1
+_FLOAT64_BUFFERS = ("theta_low", "theta_high")  # kept in float64 whatever the networks' dtype
 _CONFIG_KEYS = {
     "observables": list,
     "params": list,
@@ -145,13 +146,26 @@ def load_model(cls, path: str | Path, map_location: torch.device | str | None = 
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path}: the model header is inconsistent: {error}") from error
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    wrong_dtype = sorted(
+        k for k, v in state.items() if v.is_floating_point() and k not in _FLOAT64_BUFFERS and v.dtype != dtype
+    )
+    if wrong_dtype:
+        raise ValueError(f"{path}: tensors {wrong_dtype[:3]} are not {config['dtype']} as the header says")
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
         raise ValueError(f"{path}: tensors do not match the architecture in its header: {error}") from error
+    low, high = model.theta_low, model.theta_high
+    if not (torch.isfinite(low).all() and torch.isfinite(high).all() and (high > low).all()):
+        raise ValueError(
+            f"{path}: the parameter range must be finite with high > low, got {low.tolist()}, {high.tolist()}"
+        )
     projection_tensors = {k.removeprefix("projection."): v for k, v in tensors.items() if k.startswith("projection.")}
-    model.set_projection(LatentProjection.from_config(config["projection"], projection_tensors))
-    if config.get("history") is not None:
-        model.history = TrainingHistory.from_dict(config["history"])
+    try:
+        model.set_projection(LatentProjection.from_config(config["projection"], projection_tensors))
+        if config.get("history") is not None:
+            model.history = TrainingHistory.from_dict(config["history"])
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{path}: the projection or history in its header is inconsistent: {error!r}") from error
     model.eval()
     return model.to(map_location) if map_location is not None else model

@@ -70,7 +70,10 @@ class PreparedModelEvents:
             truncated = [model.observables[c].bounded and model.config.truncate for c in model.order]
             self._stacked = StackedLowRank(model.networks, features, self._u, truncated, model.latent_range)
         else:
-            self._event_features = [net.event_layout(f) for net, f in zip(model.networks, features, strict=True)]
+            self._event_features = [
+                net.event_layout(f.detach()) if f is not None else None
+                for net, f in zip(model.networks, features, strict=True)
+            ]
 
     def log_prob(self, theta) -> torch.Tensor:
         """Per-event log densities at ``theta (*b, k)``, shape ``(*b, N)``; differentiable in ``theta``."""

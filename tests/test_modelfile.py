@@ -60,6 +60,9 @@ def test_bad_files_give_errors_naming_the_file_and_the_problem(tmp_path):
         "list.gmm": ({"config": "[]"}, "must be a JSON object"),
         "missing.gmm": ({"config": json.dumps({k: v for k, v in config.items() if k != "order"})}, "'order'"),
         "dtype.gmm": ({"config": json.dumps({**config, "dtype": "nope"})}, "inconsistent"),
+        "projection.gmm": ({"config": json.dumps({**config, "projection": {}})}, "projection or history"),
+        "history.gmm": ({"config": json.dumps({**config, "history": {"x": 1}})}, "projection or history"),
+        "float32.gmm": ({"config": json.dumps({**config, "dtype": "float32"})}, "are not float32"),
     }
     for name, (metadata, message) in cases.items():
         path = _rewrite(good, tmp_path / name, **metadata)
@@ -76,6 +79,10 @@ def test_bad_files_give_errors_naming_the_file_and_the_problem(tmp_path):
     tensors["model.networks.0.theta_branch.weight"] = torch.zeros(3, 3, dtype=torch.float64)
     with pytest.raises(ValueError, match="do not match the architecture"):
         DensityModel.load(_rewrite(good, tmp_path / "bad.gmm", tensors=tensors))
+    tensors = load_file(good)
+    tensors["model.theta_low"] = torch.full_like(tensors["model.theta_low"], float("nan"))
+    with pytest.raises(ValueError, match="parameter range must be finite"):
+        DensityModel.load(_rewrite(good, tmp_path / "nan_range.gmm", tensors=tensors))
 
 
 def test_saving_into_a_missing_directory_fails_before_writing(tmp_path):
