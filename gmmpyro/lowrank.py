@@ -19,12 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .mixture import log_normal_mass
+from .mixture import mixture_log_prob
 from .networks import MixtureOutputs, NetworkConfig, mlp, uniform_init
 
 __all__ = ["LowRankCategoricalNetwork", "LowRankMixtureNetwork", "StackedLowRank"]
-
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class _LowRankFactor(nn.Module):
@@ -142,13 +140,11 @@ class StackedLowRank:
         self.slope = first.theta_net[1].negative_slope
         events = [e.detach().expand(n, *first.shape) for e in event_parts]  # d x (N R+1 O)
         self.events = torch.stack([e.transpose(0, 1).reshape(self.rank1, n * n_out) for e in events])  # d R+1 N·O
-        self.u = u.detach().T.unsqueeze(1).unsqueeze(-1)  # d 1 N 1
+        self.u = u.detach().T.unsqueeze(1)  # d 1 N
         self.n_events, self.n_out = n, n_out
-        self.scales, self.epsilon, self.log_width0 = first.scales, first.epsilon, first.log_width0
-        self.mean_offset = first.mean_offset
+        self.outputs = first._outputs  # the same constants in every factor: N_G, scales, latent range
         self.truncated = torch.tensor(truncated, device=u.device).view(d, 1, 1, 1)
-        self.any_truncated = any(truncated)
-        self.latent_range = latent_range
+        self.bounds = latent_range if any(truncated) else None
 
     def log_prob(self, theta_scaled: torch.Tensor) -> torch.Tensor:
         """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``."""
@@ -160,15 +156,5 @@ class StackedLowRank:
                 h = F.leaky_relu(h, self.slope)
         h = torch.cat([h, torch.ones_like(h[..., :1])], -1)  # d B R+1
         out = torch.bmm(h, self.events).view(d, -1, self.n_events, self.n_out)  # d B N 3N_G
-        logits, means, widths = out.chunk(3, -1)
-        s_f, s_mu, s_sigma = self.scales
-        log_weights = torch.log_softmax(s_f * logits, -1)
-        means = s_mu * means + self.mean_offset
-        widths = torch.exp(s_sigma * widths + self.log_width0) + self.epsilon
-        z = (self.u - means) / widths
-        log_component = -0.5 * z * z - torch.log(widths) - _LOG_SQRT_2PI
-        if self.any_truncated:
-            lo, hi = self.latent_range
-            mass = log_normal_mass((lo - means) / widths, (hi - means) / widths)
-            log_component = log_component - torch.where(self.truncated, mass, torch.zeros_like(mass))
-        return torch.logsumexp(log_weights + log_component, -1).sum(0)  # B N
+        mixture = self.outputs(*out.chunk(3, -1))  # 3 x (d B N N_G)
+        return mixture_log_prob(self.u, *mixture, self.bounds, self.truncated).sum(0)  # B N

@@ -59,6 +59,7 @@ def mixture_log_prob(
     means: torch.Tensor,
     widths: torch.Tensor,
     bounds: tuple[float, float] | None = None,
+    truncated: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``log Σ_g w_g N(u; μ_g, σ_g) / Z_g`` with ``Z_g`` the mass inside ``bounds`` (1 if ``None``).
 
@@ -66,6 +67,8 @@ def mixture_log_prob(
         u: points, shape ``(*)``.
         log_weights, means, widths: mixture parameters, shape ``(*, N_G)`` (broadcast with ``u``).
         bounds: truncation interval, or ``None`` for an untruncated mixture.
+        truncated: with ``bounds``, a boolean mask broadcast against ``(*, N_G)``: only the
+            mixtures where it is ``True`` are truncated (``None``: all of them).
 
     Returns:
         Shape ``(*)``.
@@ -79,7 +82,10 @@ def mixture_log_prob(
     log_component = -0.5 * z * z - torch.log(widths) - _LOG_SQRT_2PI
     if bounds is not None:
         lo, hi = bounds
-        log_component = log_component - log_normal_mass((lo - means) / widths, (hi - means) / widths)
+        log_mass = log_normal_mass((lo - means) / widths, (hi - means) / widths)
+        if truncated is not None:
+            log_mass = torch.where(truncated, log_mass, torch.zeros_like(log_mass))
+        log_component = log_component - log_mass
     return torch.logsumexp(log_weights + log_component, -1)
 
 

@@ -81,11 +81,11 @@ class PreparedModelEvents:
         theta = model.check_theta(theta)
         if self._stacked is not None:
             flat = model.scale_theta(theta).reshape(-1, theta.shape[-1])  # B k
-            total = self._stacked.log_prob(flat).reshape(*theta.shape[:-1], self.n_events) + self._log_det
-            return torch.where(self.inside, total, torch.full_like(total, -float("inf")))
-        theta_features = [f.unsqueeze(-2) for f in model.theta_features(model.scale_theta(theta))]  # b 1 W
-        factors = model.factor_log_probs(self._u, theta_features, self._event_features)  # b N d
-        total = factors.sum(-1) + self._log_det
+            latent = self._stacked.log_prob(flat).reshape(*theta.shape[:-1], self.n_events)  # b N
+        else:
+            theta_features = [f.unsqueeze(-2) for f in model.theta_features(model.scale_theta(theta))]  # b 1 W
+            latent = model.factor_log_probs(self._u, theta_features, self._event_features).sum(-1)  # b N
+        total = latent + self._log_det
         return torch.where(self.inside, total, torch.full_like(total, -float("inf")))
 
     def __repr__(self) -> str:
