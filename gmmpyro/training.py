@@ -341,8 +341,9 @@ def train(
     )
     mask = _reference_mask(model, theta, reference)
     model.set_theta_range(theta.min(0).values, theta.max(0).values)
-    model.set_projection(LatentProjection.fit(x[mask], model.observables, weights=weights[mask]))
-    u = model.projection.forward(x, check=False)[:, list(model.order)]
+    projection = LatentProjection.fit(x[mask], model.observables, weights=weights[mask])
+    u = projection.forward(x, check=False)[:, list(model.order)]  # on the data's device, moved per batch
+    model.set_projection(projection)
     trainer = _Trainer(model, u, model.scale_theta(theta.to(model.device)).cpu(), weights, config)
     history = TrainingHistory(names=[model.observables[c].name for c in model.order])
     start_epoch = checkpoint.resume(trainer, history) if checkpoint else 0

@@ -366,7 +366,7 @@ def test_gradients_in_theta(model):
     (g_slow,) = torch.autograd.grad(GMMDistribution(model, th).log_prob(x.clone()).sum(), th)
     torch.testing.assert_close(g_fast, g_slow)
     with torch.no_grad():
-        step = torch.eye(2, dtype=theta.dtype) * eps
+        step = torch.eye(2, dtype=theta.dtype, device=theta.device) * eps
         fd = torch.stack([(total(theta + h) - total(theta - h)) / (2 * eps) for h in step])
     assert torch.isfinite(g_fast).all() and g_fast.abs().sum() > 0
     torch.testing.assert_close(g_fast.detach(), fd, rtol=rtol, atol=rtol * float(fd.abs().max()))
