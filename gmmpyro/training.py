@@ -132,8 +132,9 @@ class TrainingHistory:
 
 
 def _validated_inputs(model, x, theta, weights) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    x = torch.as_tensor(x, dtype=torch.float64)
-    theta = torch.as_tensor(theta, dtype=torch.float64)
+    # the data stays on the CPU in float64 (projection fit, checkpoint fingerprint); batches move to the model
+    x = torch.as_tensor(x, dtype=torch.float64, device="cpu")
+    theta = torch.as_tensor(theta, dtype=torch.float64, device="cpu")
     check_events(x, model.observables)
     if x.dim() != 2:
         raise ValueError(f"x must have shape (N, d), got {tuple(x.shape)}")
@@ -146,7 +147,7 @@ def _validated_inputs(model, x, theta, weights) -> tuple[torch.Tensor, torch.Ten
         raise ValueError("theta contains NaN or inf")
     if weights is None:
         weights = torch.ones(x.shape[0], dtype=torch.float64)
-    weights = torch.as_tensor(weights, dtype=torch.float64)
+    weights = torch.as_tensor(weights, dtype=torch.float64, device="cpu")
     if weights.shape != (x.shape[0],):
         raise ValueError(f"weights must have shape ({x.shape[0]},), got {tuple(weights.shape)}")
     if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
@@ -342,7 +343,7 @@ def train(
     mask = _reference_mask(model, theta, reference)
     model.set_theta_range(theta.min(0).values, theta.max(0).values)
     projection = LatentProjection.fit(x[mask], model.observables, weights=weights[mask])
-    u = projection.forward(x, check=False)[:, list(model.order)]  # on the data's device, moved per batch
+    u = projection.forward(x, check=False)[:, list(model.order)]
     model.set_projection(projection)
     trainer = _Trainer(model, u, model.scale_theta(theta.to(model.device)).cpu(), weights, config)
     history = TrainingHistory(names=[model.observables[c].name for c in model.order])
