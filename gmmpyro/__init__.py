@@ -9,7 +9,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 
 from . import exceptions, observables, projection, protocols, toy
-from .exceptions import ConvergenceWarning, GmmpyroWarning, OutOfRangeWarning
+from .exceptions import ConvergenceWarning, GmmpyroWarning, OutOfRangeWarning, TrainingError
 from .inference import profile
 from .inference.fit_config import FitConfig
 from .inference.terms import PoissonTerm
@@ -38,6 +38,7 @@ __all__ = [
     "NetworkConfig",
     "Observable",
     "OutOfRangeWarning",
+    "TrainingError",
     "PoissonTerm",
     "PreparedEvents",
     "TrainingConfig",

@@ -22,6 +22,7 @@ __all__ = [
     "ConvergenceWarning",
     "GmmpyroWarning",
     "OutOfRangeWarning",
+    "TrainingError",
     "range_warnings_enabled",
     "results_checked_by_caller",
     "warn",
@@ -38,6 +39,10 @@ class OutOfRangeWarning(GmmpyroWarning):
 
 class ConvergenceWarning(GmmpyroWarning):
     """A fit or a scan point did not converge."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on: the loss became NaN or infinite, or a checkpoint does not match the run."""
 
 
 _RANGE_WARNINGS = contextvars.ContextVar("gmmpyro_range_warnings", default=True)
