@@ -21,6 +21,7 @@ PUBLIC = [
     "PoissonTerm",
     "PreparedEvents",
     "TrainingConfig",
+    "TrainingError",
     "TrainingHistory",
     "__version__",
     "bayes",
