@@ -78,15 +78,57 @@ def mixture_log_prob(
         >>> round(float(lp), 4)
         -0.9189
     """
-    z = (u[..., None] - means) / widths
+    u = u[..., None]
+    z = (u - means) / widths
     log_component = -0.5 * z * z - torch.log(widths) - _LOG_SQRT_2PI
     if bounds is not None:
-        lo, hi = bounds
-        log_mass = log_normal_mass((lo - means) / widths, (hi - means) / widths)
-        if truncated is not None:
-            log_mass = torch.where(truncated, log_mass, torch.zeros_like(log_mass))
-        log_component = log_component - log_mass
+        log_component = _truncate(log_component, u, means, widths, bounds, truncated)
     return torch.logsumexp(log_weights + log_component, -1)
+
+
+def _truncate(log_component, u, means, widths, bounds, truncated) -> torch.Tensor:
+    """``log_component - log Z`` for the truncated components; wide ones by their uniform limit.
+
+    A component much wider than the interval (``(hi - lo) / σ`` below ``(8 ε)^⅓``, as far
+    outside the training range) would lose ``Z`` to cancellation and give ``+inf``; there the
+    density is ``exp(-m s) / ∫`` over the interval to a relative ``(hi - lo)² / 8σ²``.
+    """
+    lo, hi = bounds
+    a, b = (lo - means) / widths, (hi - means) / widths
+    wide = (b - a) < (8 * torch.finfo(widths.dtype).eps) ** (1 / 3)
+    if truncated is not None:
+        wide = wide & truncated
+    if widths.device.type == "cpu" and not bool(wide.any()):  # the usual case: no wide component
+        wide = None
+    else:  # the wide elements get stand-ins, so that no NaN gradient leaks through where()
+        a, b = torch.where(wide, -torch.ones_like(a), a), torch.where(wide, torch.ones_like(b), b)
+    log_mass = log_normal_mass(a, b)
+    if truncated is not None:
+        log_mass = torch.where(truncated, log_mass, torch.zeros_like(log_mass))
+    out = log_component - log_mass
+    if wide is None:
+        return out
+    return torch.where(wide, _log_wide_truncated(u, means, widths, lo, hi), out)
+
+
+def _log_wide_truncated(u, means, widths, lo: float, hi: float) -> torch.Tensor:
+    """``log N(u; μ, σ) / Z`` for ``σ ≫ hi - lo``: ``(m² - z²)/2 - log(hi - lo) - log sinhc(m δ / 2)``.
+
+    ``m`` is the interval's midpoint and ``δ = (hi - lo)/σ``, both in units of ``σ``; exact in
+    the limit ``σ → ∞`` (uniform on the interval), finite for ``σ = inf``.
+    """
+    mid, span = 0.5 * (lo + hi), hi - lo
+    quadratic = ((mid - u) / widths) * ((mid + u - 2 * means) / widths)  # m² - z²
+    y = ((mid - means) / widths) * (span / (2 * widths))  # m δ / 2
+    return 0.5 * quadratic - math.log(span) - _log_sinhc(y)
+
+
+def _log_sinhc(y: torch.Tensor) -> torch.Tensor:
+    """``log(sinh(y) / y)``, without overflow for large ``|y|``."""
+    y = y.abs()
+    small = y < 1e-2
+    big = torch.where(small, torch.ones_like(y), y)
+    return torch.where(small, y * y / 6, big + torch.log(-torch.expm1(-2 * big)) - torch.log(2 * big))
 
 
 def sample_mixture(

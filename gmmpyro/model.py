@@ -12,7 +12,7 @@ from .exceptions import OutOfRangeWarning, range_warnings_enabled, warn
 from .lowrank import LowRankCategoricalNetwork, LowRankMixtureNetwork
 from .mixture import mixture_log_prob, sample_mixture
 from .networks import CategoricalNetwork, GaussianMixtureNetwork, NetworkConfig
-from .observables import Observable
+from .observables import Observable, as_events, real_tensor
 from .prepared import PreparedModelEvents
 from .projection import LatentProjection
 
@@ -82,6 +82,8 @@ class DensityModel(nn.Module):
         names = [o.name for o in self.observables]
         if len(set(names)) != len(names):
             raise ValueError(f"observable names must be unique, got {names}")
+        if isinstance(params, str):
+            raise TypeError(f"params must be a sequence of names, got the string {params!r}; write [{params!r}]")
         self.params = tuple(params)
         if not self.params or not all(isinstance(p, str) and p for p in self.params):
             raise ValueError(f"params must be a non-empty sequence of names, got {params!r}")
@@ -184,17 +186,20 @@ class DensityModel(nn.Module):
 
     # ----------------------------------------------------------------------------- inputs
 
-    def _as_tensor(self, value) -> torch.Tensor:
-        if isinstance(value, torch.Tensor):
-            return value.to(device=self.device, dtype=self.dtype)
-        return torch.as_tensor(value, device=self.device, dtype=self.dtype)
+    def _as_tensor(self, value, what: str) -> torch.Tensor:
+        return real_tensor(value, dtype=self.dtype, device=self.device, what=what)
+
+    def _as_events(self, x, space: Space = "data") -> torch.Tensor:
+        if space == "latent":
+            return self._as_tensor(x, "x")
+        return as_events(x, self.observables, dtype=self.dtype, device=self.device)
 
     def check_theta(self, theta) -> torch.Tensor:
         """Validate ``theta (*, k)``: shape and finiteness raise, outside the training range warns.
 
         The warning is skipped inside :func:`gmmpyro.exceptions.results_checked_by_caller`.
         """
-        theta = self._as_tensor(theta)
+        theta = self._as_tensor(theta, "theta")
         k = len(self.params)
         if theta.dim() == 0 or theta.shape[-1] != k:
             raise ValueError(
@@ -242,9 +247,9 @@ class DensityModel(nn.Module):
             event lies inside the support (events outside are replaced by an inside point).
         """
         self._require_fitted()
-        x = self._as_tensor(x)
         if space not in ("data", "latent"):
             raise ValueError(f"space must be 'data' or 'latent', got {space!r}")
+        x = self._as_events(x, space)
         d = len(self.observables)
         if x.dim() == 0 or x.shape[-1] != d:
             raise ValueError(
@@ -360,8 +365,9 @@ class DensityModel(nn.Module):
         Raises:
             ValueError: wrong shapes, NaN or inf.
         """
-        x = self._as_tensor(x)
+        x = self._as_events(x, space)
         theta = self.check_theta(theta)
+        _check_broadcast(x, theta)
         u, log_det, inside = self.to_latent(x, space)
         factors = self.factor_log_probs(u, self.theta_features(self.scale_theta(theta)), self.event_features(u))
         total = factors.sum(-1) + log_det
@@ -381,7 +387,7 @@ class DensityModel(nn.Module):
             A :class:`~gmmpyro.prepared.PreparedModelEvents` whose ``log_prob(theta (*b, k))``
             is ``(*b, N)``.
         """
-        return PreparedModelEvents(self, self._as_tensor(x))
+        return PreparedModelEvents(self, self._as_events(x))
 
     def sample(self, n: int, theta, seed: int | None = None) -> torch.Tensor:
         """Draw events, one autoregressive factor at a time.
@@ -410,14 +416,30 @@ class DensityModel(nn.Module):
                 event_part = net.event_part(self._scale_latent(u)[..., :position])
                 if obs.discrete:
                     probs = net.log_probs(theta_parts[position], event_part).exp().reshape(-1, obs.n_categories)
+                    self._require_finite(probs, obs, theta)
                     draw = torch.multinomial(probs, 1, generator=generator).reshape(int(n), *batch)
                     u[..., position] = draw.to(self.dtype) + obs.bounds[0]
                 else:
                     bounds = self.latent_range if (obs.bounded and self.config.truncate) else None
                     mixture = net.mixture(theta_parts[position], event_part)
+                    self._require_finite(torch.stack(torch.broadcast_tensors(*mixture)), obs, theta)
                     u[..., position] = sample_mixture(*mixture, bounds, generator)
             u_columns = u[..., list(_inverse_permutation(self.order))]
             return self.projection.inverse(u_columns)
+
+    def _require_finite(self, values: torch.Tensor, obs: Observable, theta: torch.Tensor) -> None:
+        """Sampling far outside the training range can overflow the network: say so instead of drawing garbage."""
+        if not bool(torch.isfinite(values).all()):
+            ranges = ", ".join(
+                f"{p} [{lo:g}, {hi:g}]"
+                for p, lo, hi in zip(self.params, self.theta_low.tolist(), self.theta_high.tolist(), strict=True)
+            )
+            points = theta.detach().reshape(-1, len(self.params))
+            where = f"theta {points[0].tolist()}" if len(points) == 1 else f"one of {len(points)} theta points"
+            raise ValueError(
+                f"cannot sample: the mixture of observable {obs.name!r} is not finite at {where}, "
+                f"far outside the training range ({ranges})"
+            )
 
     def components(self, theta, index: str | int, u_prev=None) -> MixtureComponents:
         """The Gaussian mixture of one observable's factor, in latent space (for plots).
@@ -447,7 +469,7 @@ class DensityModel(nn.Module):
                 raise ValueError(
                     f"observable {names[column]!r} is conditional: give u_prev of shape (..., {position})"
                 )
-            u_prev = self._as_tensor(u_prev)
+            u_prev = self._as_tensor(u_prev, "u_prev")
             if u_prev.shape[-1] != position:
                 raise ValueError(f"u_prev must have shape (..., {position}), got {tuple(u_prev.shape)}")
             padded = torch.zeros(
@@ -556,3 +578,13 @@ def _inverse_permutation(order: Sequence[int]) -> list[int]:
         inverse[column] = position
     return inverse
 
+
+def _check_broadcast(x: torch.Tensor, theta: torch.Tensor) -> None:
+    """A ``ValueError`` when the batch shapes of events and parameters do not broadcast."""
+    try:
+        torch.broadcast_shapes(x.shape[:-1], theta.shape[:-1])
+    except RuntimeError:
+        raise ValueError(
+            f"the batch shapes of x {tuple(x.shape[:-1])} and theta {tuple(theta.shape[:-1])} do not broadcast; "
+            "to score every event at every θ add a dimension: theta[..., None, :]"
+        ) from None

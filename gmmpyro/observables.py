@@ -6,10 +6,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.distributions import constraints
 
-__all__ = ["Observable", "check_events"]
+__all__ = ["Observable", "as_events", "check_events", "real_tensor"]
 
 
 @dataclass(frozen=True)
@@ -107,13 +108,15 @@ def check_events(x: torch.Tensor, observables: Sequence[Observable], *, what: st
 
     Example:
         >>> check_events(torch.tensor([[0.5]]), [Observable("a", (0.0, 1.0))])
-        >>> check_events(torch.tensor([[1.5]]), [Observable("a", (0.0, 1.0))])
+        >>> check_events(torch.tensor([[1.5]]), [Observable("a", (0.0, 1.0))])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: x: 1 value(s) of observable 'a' lie outside its bounds (0.0, 1.0), e.g. 1.5
+        ValueError: x: 1 value(s) of observable 'a' lie outside its bounds (0.0, 1.0), e.g. 1.5, 0.5 above the ...
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{what} must hold real numbers, got dtype {str(x.dtype).removeprefix('torch.')}")
     d = len(observables)
     if x.dim() == 0 or x.shape[-1] != d:
         names = [o.name for o in observables]
@@ -128,11 +131,75 @@ def check_events(x: torch.Tensor, observables: Sequence[Observable], *, what: st
             out = (col < lo) | (col > hi)
             if out.any():
                 example = col[out].flatten()[0].item()
+                side, bound = ("below the lower", lo) if example < lo else ("above the upper", hi)
                 raise ValueError(
                     f"{what}: {int(out.sum())} value(s) of observable {obs.name!r} lie outside its bounds "
-                    f"{obs.bounds}, e.g. {example:g}"
+                    f"{obs.bounds}, e.g. {example!r}, {abs(example - bound):.3g} {side} bound"
                 )
         if obs.discrete:
             frac = col != torch.round(col)
             if frac.any():
                 raise ValueError(f"{what}: discrete observable {obs.name!r} has non-integer values")
+
+
+def real_tensor(value, *, dtype: torch.dtype, device, what: str = "x") -> torch.Tensor:
+    """``value`` as a tensor of the real ``dtype`` on ``device``; complex, boolean or non-numeric input raises.
+
+    Example:
+        >>> real_tensor([1, 2], dtype=torch.float64, device="cpu")
+        tensor([1., 2.], dtype=torch.float64)
+        >>> real_tensor([True], dtype=torch.float64, device="cpu")
+        Traceback (most recent call last):
+        ...
+        TypeError: x must hold real numbers, got dtype bool
+    """
+    if isinstance(value, torch.Tensor):
+        source = value.dtype
+        ok = not (value.is_complex() or source == torch.bool)
+    else:
+        value = np.asarray(value)
+        source, ok = value.dtype, value.dtype.kind in "iuf"
+    if not ok:
+        raise TypeError(f"{what} must hold real numbers, got dtype {str(source).removeprefix('torch.')}")
+    return torch.as_tensor(value, dtype=dtype, device=device)
+
+
+def as_events(x, observables: Sequence[Observable], *, dtype: torch.dtype, device, what: str = "x") -> torch.Tensor:
+    """Events as a real ``(*, d)`` tensor; values within one rounding step of a bound set onto it.
+
+    A bound such as π is not representable: ``float32(π)`` lies 8.7e-8 above π, and a value
+    written at the bound in one precision may land just outside it in another. Values
+    outside a bound by at most one unit in the last place (ulp) of the coarser of the input's
+    and ``dtype``'s precision are therefore taken as lying on the bound; anything further out
+    is left for :func:`check_events` to report (or a density to score as outside its support).
+
+    Example:
+        >>> x2 = Observable("x2", (-math.pi, math.pi))
+        >>> float(as_events(torch.tensor([[math.pi]], dtype=torch.float32), [x2], dtype=torch.float64, device="cpu"))
+        3.141592653589793
+    """
+    source = x.dtype if isinstance(x, torch.Tensor) else np.asarray(x).dtype
+    events = real_tensor(x, dtype=dtype, device=device, what=what)
+    d = len(observables)
+    if events.dim() == 0 or events.shape[-1] != d:
+        return events  # the shape error is check_events' to report
+    bounds = [o.bounds if o.bounds is not None and not o.discrete else (-math.inf, math.inf) for o in observables]
+    lo, hi, tol_lo, tol_hi = (
+        torch.tensor(v, dtype=dtype, device=events.device)
+        for v in zip(*((a, b, _ulp(a, dtype, source), _ulp(b, dtype, source)) for a, b in bounds), strict=True)
+    )  # d each
+    near = ((events < lo) & (events >= lo - tol_lo)) | ((events > hi) & (events <= hi + tol_hi))
+    return torch.where(near, torch.minimum(torch.maximum(events, lo), hi), events)
+
+
+def _ulp(bound: float, dtype: torch.dtype, source) -> float:
+    """One unit in the last place of ``bound`` in the coarser of ``dtype`` and the input's ``source`` dtype."""
+    if not math.isfinite(bound):
+        return 0.0
+    eps = [torch.finfo(dtype).eps]
+    if isinstance(source, torch.dtype) and source.is_floating_point:
+        eps.append(torch.finfo(source).eps)
+    elif isinstance(source, np.dtype) and source.kind == "f":
+        eps.append(float(np.finfo(source).eps))
+    tiny = torch.finfo(dtype).tiny
+    return max(eps) * (tiny if bound == 0 else 2.0 ** math.floor(math.log2(abs(bound))))

@@ -314,7 +314,7 @@ def test_checkpoint_resume_and_interrupt(tmp_path):
     assert history.n_epochs == 4 and not history.interrupted
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
-    with pytest.raises(ValueError, match="belongs to other data"):
+    with pytest.raises(gmmpyro.TrainingError, match=r"belongs to other data or settings \(the training events x"):
         fresh().fit(x[:-10], theta[:-10], config=config, progress=False, checkpoint_dir=tmp_path)
 
 
@@ -348,6 +348,41 @@ def test_log_normal_mass_across_both_regimes_and_dtypes():
     got32 = log_normal_mass(torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32))
     scale = np.maximum(np.abs(exact), 1.0) * (1.0 + np.abs(a) + np.abs(b))
     assert (np.abs(got32.double().numpy() - exact) <= 1e-5 * scale).all()
+
+
+def test_truncated_mixture_of_wide_components_against_mpmath():
+    """σ from 0.1 to inf on [-5, 5] (far extrapolation gives such widths): finite, exact and normalised."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    sigma = np.array([0.1, 3.0, 1e3, 1e5, 2e5, 8.3e5, 1e7, 1e12, 1e30])  # around (hi - lo)/σ = (8ε)^⅓
+    mu = np.array([0.3, -7.0, 40.0, -2e5, 3e5, 1e6, 5e12, -1e12, 1e3])
+    u = np.array([1.0, -4.0, 4.9, 0.0, -4.99, 2.0, -1.0, 3.0, 0.5])
+
+    def exact(u, m, s):
+        mass = mpmath.ncdf((5 - m) / s) - mpmath.ncdf((-5 - m) / s)
+        return float(mpmath.log(mpmath.npdf(u, m, s) / mass))
+
+    expected = [exact(mpmath.mpf(a), mpmath.mpf(m), mpmath.mpf(s)) for a, m, s in zip(u, mu, sigma, strict=True)]
+    mu_t = torch.tensor(mu, requires_grad=True)
+    got = mixture_log_prob(torch.tensor(u), torch.zeros(9, 1, dtype=torch.float64), mu_t[:, None],
+                           torch.tensor(sigma)[:, None], (-5.0, 5.0))  # fmt: skip
+    # float64 cancellation in Φ(b) - Φ(a) and the truncated series each err by ~1e-11 at the switch
+    np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-9, atol=1e-9)
+    (grad,) = torch.autograd.grad(got.sum(), mu_t)
+    assert torch.isfinite(grad).all()
+    zero = torch.zeros(1, 1, dtype=torch.float64)
+    infinite = mixture_log_prob(torch.tensor([0.5]), zero, zero, torch.full((1, 1), math.inf), (-5.0, 5.0))
+    assert float(infinite) == pytest.approx(-math.log(10.0), abs=1e-15)  # σ = inf: uniform on [-5, 5]
+
+
+def test_far_extrapolation_gives_finite_log_prob(trained):
+    """Far outside the training range the network's widths overflow; log p stays finite."""
+    model, x, _ = trained
+    with pytest.warns(OutOfRangeWarning):
+        lp = model.log_prob(x[:50], torch.tensor([[30.0, 0.0], [60.0, 0.0], [1e4, 0.0], [0.0, -1e3]])[:, None])
+    assert torch.isfinite(lp[:2]).all()  # widths up to ~1e150: truncated factors near their uniform limit
+    assert not lp.isnan().any() and not lp.isposinf().any()  # infinite widths: an untruncated factor gives -inf
 
 
 def test_no_warning_inside_range(trained):

@@ -167,6 +167,9 @@ def sample_posterior(
     lik = Likelihood(model, x_obs, weights=weights, extra_terms=extra_terms)  # checks x_obs, weights, terms
     if lik.weights is not None and not bool((lik.weights > 0).all()):
         raise ValueError("weights must be positive (drop events of weight 0)")
+    if fixed:
+        at_fixed = lik.theta_from({**fixed, **dict.fromkeys(sampled, 0.0)})  # the sampled ones are not checked
+        lik.check_range(at_fixed, what="fixed parameters", names=list(fixed))
     if seed is None:  # fresh entropy, cut to 63 bits so that it fits the attributes (netCDF int64)
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
     seq = np.random.SeedSequence(seed)

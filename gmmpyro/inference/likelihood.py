@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 
 from ..exceptions import OutOfRangeWarning, results_checked_by_caller, warn
-from ..observables import check_events
+from ..observables import as_events, check_events
 
 __all__ = ["Likelihood"]
 
@@ -73,7 +73,7 @@ class Likelihood:
         self.param_names: tuple[str, ...] = tuple(model.params)
         self.device = torch.device(model.device)
         self.dtype = model.dtype
-        x = torch.as_tensor(x_obs, dtype=self.dtype, device=self.device)
+        x = as_events(x_obs, model.observables, dtype=self.dtype, device=self.device, what="x_obs")
         if x.dim() != 2 or x.shape[0] == 0:
             raise ValueError(f"x_obs must have shape (N, d) with N >= 1, got {tuple(x.shape)}")
         check_events(x, model.observables, what="x_obs")
@@ -141,6 +141,8 @@ class Likelihood:
 
     def check_names(self, names: Iterable[str], *, what: str = "parameters") -> tuple[str, ...]:
         """Return ``names`` as a tuple, raising a ``ValueError`` for unknown or repeated names."""
+        if isinstance(names, str):
+            raise TypeError(f"{what} must be a sequence of names, got the string {names!r}; write [{names!r}]")
         names = tuple(names)
         unknown = [n for n in names if n not in self.param_names]
         if unknown:

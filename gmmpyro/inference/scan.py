@@ -30,19 +30,41 @@ def _parse_grid(lik: Likelihood, grid: GridSpec) -> tuple[tuple[str, ...], list[
     names = lik.check_names(grid, what="grid")
     axes = []
     for n, spec in grid.items():
-        if isinstance(spec, tuple) and len(spec) == 3 and isinstance(spec[2], (int, np.integer)):
-            lo, hi, num = float(spec[0]), float(spec[1]), int(spec[2])
-            if num < 2 or not lo < hi:
-                raise ValueError(f"grid {n!r}: (lo, hi, n) needs lo < hi and n >= 2, got {spec}")
-            axis = np.linspace(lo, hi, num)
+        if isinstance(spec, tuple):
+            axis = _linspace_axis(n, spec)
         else:
+            if isinstance(spec, list) and _looks_like_range(spec):
+                raise ValueError(
+                    f"grid {n!r}: {spec} is ambiguous; write (lo, hi, n) as a tuple for n evenly spaced "
+                    f"values, or np.array({spec}) for these three values"
+                )
             axis = np.asarray(spec.detach().cpu() if isinstance(spec, torch.Tensor) else spec, dtype=float)
             if axis.ndim != 1 or axis.size < 2 or not np.all(np.isfinite(axis)) or np.any(np.diff(axis) <= 0):
                 raise ValueError(
-                    f"grid {n!r}: explicit values must be a finite, strictly increasing 1-D array"
+                    f"grid {n!r}: explicit values must be a finite, strictly increasing 1-D array, got {spec!r}"
                 )
         axes.append(axis)
     return names, axes
+
+
+def _linspace_axis(name: str, spec: tuple) -> np.ndarray:
+    """``(lo, hi, n)``: ``n`` evenly spaced values; ``n`` must be an integer (``5``, not ``5.0``)."""
+    if len(spec) != 3:
+        raise ValueError(f"grid {name!r}: a tuple means (lo, hi, n), got {spec!r}; give explicit values as a list")
+    lo, hi, num = spec
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)):
+        raise ValueError(f"grid {name!r}: n in (lo, hi, n) must be an integer, got {num!r}")
+    lo, hi = float(lo), float(hi)
+    if num < 2 or not lo < hi or not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"grid {name!r}: (lo, hi, n) needs finite lo < hi and n >= 2, got {spec}")
+    return np.linspace(lo, hi, int(num))
+
+
+def _looks_like_range(values: list) -> bool:
+    """Three numbers, the last an integer and the others not: ``[lo, hi, n]`` meant as ``(lo, hi, n)``."""
+    if len(values) != 3 or not all(isinstance(v, (int, float, np.number)) for v in values):
+        return False
+    return isinstance(values[2], (int, np.integer)) and not all(isinstance(v, (int, np.integer)) for v in values)
 
 
 def _profile_points(
@@ -103,7 +125,7 @@ def _conditional_fits(
     if not profile:
         with torch.no_grad():
             nll = -lik.log_likelihood(theta)  # G
-        return theta, nll, ~torch.isnan(nll), edm, n_iter
+        return theta, nll, ~(torch.isnan(nll) | torch.isneginf(nll)), edm, n_iter  # ln L = +inf is no valid point
     p_idx = torch.tensor([lik.index(n) for n in profile], device=lik.device)
     lo, hi = _box(lik, profile, bounds)
     rows = torch.arange(G, device=lik.device)
@@ -262,8 +284,9 @@ def scan(
         model: a :class:`~gmmpyro.protocols.ConditionalDensity`, or a
             :class:`~gmmpyro.inference.likelihood.Likelihood`.
         x_obs: observed events, shape ``(N, d)`` (only with a model).
-        grid: ``{name: (lo, hi, n)}`` (``n`` evenly spaced values) or ``{name: values}``
-            (strictly increasing); one or two parameters.
+        grid: one or two parameters, each ``name: (lo, hi, n)`` — a tuple with an integer
+            ``n``: ``n`` evenly spaced values — or ``name: values``, strictly increasing values
+            as a list, array or tensor. A list like ``[-1.0, 1.0, 5]`` is rejected as ambiguous.
         profile: names of the parameters minimised at every grid point.
         fixed: ``{name: value}`` held fixed everywhere (also in the global fit).
         bounds: ``{name: (lo, hi)}`` limits for the fits (``None`` for an open side).
