@@ -185,11 +185,12 @@ def as_events(x, observables: Sequence[Observable], *, dtype: torch.dtype, devic
         return events  # the shape error is check_events' to report
     bounds = [o.bounds if o.bounds is not None and not o.discrete else (-math.inf, math.inf) for o in observables]
     lo, hi, tol_lo, tol_hi = (
-        torch.tensor(v, dtype=dtype, device=events.device)
+        torch.tensor(v, dtype=torch.float64, device=events.device)
         for v in zip(*((a, b, _ulp(a, dtype, source), _ulp(b, dtype, source)) for a, b in bounds), strict=True)
     )  # d each
-    near = ((events < lo) & (events >= lo - tol_lo)) | ((events > hi) & (events <= hi + tol_hi))
-    return torch.where(near, torch.minimum(torch.maximum(events, lo), hi), events)
+    exact = events.to(torch.float64)  # a float32 comparison with bound ± tolerance would round the tolerance
+    near = ((exact < lo) & (exact >= lo - tol_lo)) | ((exact > hi) & (exact <= hi + tol_hi))
+    return torch.where(near, torch.minimum(torch.maximum(events, lo.to(dtype)), hi.to(dtype)), events)
 
 
 def _ulp(bound: float, dtype: torch.dtype, source) -> float:
