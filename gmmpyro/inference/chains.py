@@ -199,7 +199,8 @@ def _resampled_init(priors: Mapping, log_likelihood: Callable, n: int):
         logger.info("a prior cannot be sampled; chains start from init_to_uniform")
         return init_to_uniform
     with torch.no_grad():
-        logw = torch.nan_to_num(log_likelihood(cand).double().cpu(), nan=-math.inf)  # n
+        logw = log_likelihood(cand).double().cpu()  # n
+    logw = torch.where(torch.isfinite(logw), logw, -math.inf)  # NaN or +inf: no usable start
     if not torch.isfinite(logw).any():
         logger.info("no prior draw has a finite likelihood; chains start from init_to_uniform")
         return init_to_uniform
