@@ -8,6 +8,7 @@ a header line of column names. ``.parquet`` needs pyarrow (``pip install pyarrow
 from __future__ import annotations
 
 import csv
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def read_columns(path: str | Path, *, names: Mapping[str, Sequence[str]] | None 
                         columns.update({name: array[:, j] for j, name in enumerate(keys)})
                     else:
                         raise ValueError(f"{path}: array {key!r} has {array.ndim} dimensions; expected 1 or 2")
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         if isinstance(error, ValueError) and str(error).startswith(str(path)):
             raise
         raise ValueError(f"{path}: cannot read events: {error}") from error

@@ -11,6 +11,7 @@ and :meth:`~gmmpyro.DensityModel.load`.
 from __future__ import annotations
 
 import json
+import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -74,7 +75,13 @@ def write_model_file(path: str | Path, tensors: dict[str, torch.Tensor], config:
         "gmmpyro_version": _package_version(),
         "config": json.dumps(config),
     }
-    save_file(tensors, str(path), metadata=metadata)
+    # written beside the target and renamed: an interrupted save never leaves a half-written model file
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        save_file(tensors, str(partial), metadata=metadata)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_model_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:

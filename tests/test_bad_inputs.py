@@ -153,3 +153,13 @@ def test_the_resampled_chain_start_skips_draws_of_infinite_or_nan_likelihood():
     starts = [float(_resampled_init({"a": dist.Uniform(0.0, 1.0)}, log_likelihood, 200).keywords["values"]["a"])
               for _ in range(20)]  # fmt: skip
     assert min(starts) >= 0.7
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip archive"], ids=["empty", "garbage"])
+def test_a_corrupt_event_file_names_the_file(tmp_path, content):
+    from gmmpyro.datafiles import read_columns
+
+    path = tmp_path / "events.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"events\.npz: cannot read events"):
+        read_columns(path)

@@ -91,6 +91,25 @@ def test_saving_into_a_missing_directory_fails_before_writing(tmp_path):
     assert not (tmp_path / "missing").exists()
 
 
+def test_an_interrupted_save_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    import gmmpyro.modelfile
+
+    model = trained_toy_model()
+    target = tmp_path / "m.gmm"
+    model.save(target)
+    before = target.read_bytes()
+
+    def interrupted(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gmmpyro.modelfile, "save_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.gmm"]
+
+
 def test_lowrank_design_round_trips(tmp_path):
     from dataclasses import replace
 
