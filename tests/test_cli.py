@@ -94,6 +94,7 @@ def test_train_sample_infer_round_trip(toy_files, tmp_path):
                 "0",
             ]
         )
+    assert not (tmp_path / "m.gmm.checkpoint").exists()  # the run's checkpoint goes once the model is saved
     main(
         [
             "sample",

@@ -6,9 +6,11 @@ Run ``gmmpyro <command> --help`` for each command's options.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from .demo import DemoSettings, add_demo_command, run_demo
+from .errors import run_command
 from .infer import add_infer_command
 from .parsing import parse_observable, parse_prior
 from .report import add_report_command, run_report
@@ -43,9 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the ``gmmpyro`` command."""
-    args = build_parser().parse_args(argv)
-    try:
-        args.run(args)
-    except (ValueError, ImportError) as error:
-        raise SystemExit(f"gmmpyro {args.command}: {error}") from error
+    """Entry point of the ``gmmpyro`` command; exits with status 1, 2 or 130 on failure (see ``errors``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    run_command(build_parser().parse_args(argv), argv)

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from ..networks import NetworkConfig
+from .files import check_output_folder
+from .parsing import parse_device
 
 if TYPE_CHECKING:
     from ..report import ReportConfig
@@ -84,7 +86,7 @@ def run_demo(
     out_dir: str | Path = "gmmpyro-demo",
     *,
     settings: DemoSettings | None = None,
-    device: str | None = None,
+    device: torch.device | str | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
@@ -329,7 +331,7 @@ def add_demo_command(subparsers) -> argparse.ArgumentParser:
     demo = subparsers.add_parser("demo", help="end-to-end demonstration on the built-in toy", description=__doc__)
     demo.add_argument("--out", default="gmmpyro-demo", help="output directory (default: gmmpyro-demo)")
     demo.add_argument("--full", action="store_true", help="paper-size training set and longer chains")
-    demo.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    demo.add_argument("--device", type=parse_device, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     demo.add_argument("--seed", type=int, default=0, help="seed of every random stream (default: 0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=run_demo_command)
@@ -338,6 +340,7 @@ def add_demo_command(subparsers) -> argparse.ArgumentParser:
 
 def run_demo_command(args: argparse.Namespace) -> None:
     """Run ``gmmpyro demo`` from parsed arguments and print its ``summary.md``."""
+    check_output_folder(args.out)
     settings = DemoSettings.full() if args.full else DemoSettings.quick()
     summary = run_demo(args.out, settings=settings, device=args.device, seed=args.seed, progress=not args.quiet)
     print((Path(args.out) / "summary.md").read_text())

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .parsing import parse_prior, parse_scan
+from .files import check_output_folder, events_file
+from .parsing import parse_device, parse_prior, parse_scan
 
 __all__ = ["add_infer_command", "run_infer"]
 
@@ -46,7 +47,7 @@ def add_infer_command(subparsers) -> argparse.ArgumentParser:
     infer.add_argument("--warmup", type=int, default=1000, help="warm-up steps per chain (default 1000)")
     infer.add_argument("--draws", type=int, default=1000, help="draws per chain (default 1000)")
     infer.add_argument("--seed", type=int, default=0, help="seed of the chains (default 0)")
-    infer.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    infer.add_argument("--device", type=parse_device, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     infer.add_argument(
         "--out", default="gmmpyro-infer", help="output folder: posterior.nc, scan.json (default gmmpyro-infer)"
     )
@@ -62,9 +63,12 @@ def run_infer(args: argparse.Namespace) -> None:
 
     if not args.scan and not args.prior:
         raise SystemExit("gmmpyro infer: give --prior (posterior) and/or --scan (profile likelihood)")
+    check_output_folder(args.out)
     model = DensityModel.load(args.model, map_location=args.device)
     names = [o.name for o in model.observables]
-    x_obs = torch.from_numpy(select_columns(read_columns(args.events, names={"x": names}), names, path=args.events))
+    with events_file(args.events):
+        columns = read_columns(args.events, names={"x": names})
+    x_obs = torch.from_numpy(select_columns(columns, names, path=args.events))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     constraints = {n: d for n, d in (args.constraint or [])}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["load_toml", "parse_assignment", "parse_observable", "parse_prior", "parse_scan"]
+__all__ = ["load_toml", "parse_assignment", "parse_device", "parse_observable", "parse_prior", "parse_scan"]
 
 
 def parse_observable(spec: str):
@@ -90,11 +90,45 @@ def parse_scan(spec: str) -> tuple[str, tuple[float, float, int]]:
         raise argparse.ArgumentTypeError(f"{spec!r}: use name=lo:hi:n") from None
 
 
+def parse_device(spec: str):
+    """A ``torch.device`` that exists on this machine: ``cpu``, ``cuda``, ``cuda:1``, ``mps``...
+
+    Example:
+        >>> parse_device("cpu")
+        device(type='cpu')
+        >>> parse_device("gpu")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: 'gpu' is not a torch device; use e.g. cpu, cuda or cuda:1
+    """
+    import torch
+
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{spec!r} is not a torch device; use e.g. cpu, cuda or cuda:1") from None
+    if device.type == "cpu":
+        return device
+    backend = getattr(torch, device.type, None)
+    if not callable(getattr(backend, "is_available", None)) or not backend.is_available():
+        raise argparse.ArgumentTypeError(f"no {device.type} device on this machine (torch {torch.__version__})")
+    count = backend.device_count() if callable(getattr(backend, "device_count", None)) else 1
+    if device.index is not None and device.index >= count:
+        raise argparse.ArgumentTypeError(
+            f"{spec!r} does not exist: this machine has {count} {device.type} device(s), "
+            f"{device.type}:0 to {device.type}:{count - 1}"
+        )
+    return device
+
+
 def load_toml(path: str) -> dict:
-    """The content of a TOML file (``tomllib``, or ``tomli`` before Python 3.11)."""
+    """The content of a TOML file (``tomllib``, or ``tomli`` before Python 3.11); syntax errors name the file."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:
         import tomli as tomllib
     with open(path, "rb") as handle:
-        return tomllib.load(handle)
+        try:
+            return tomllib.load(handle)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{path}: not a valid TOML file: {error}") from None

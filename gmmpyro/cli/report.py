@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .files import check_output_folder, events_file
+
 __all__ = ["add_report_command", "run_report"]
 
 
@@ -63,6 +65,7 @@ def run_report(args: argparse.Namespace, parser: argparse.ArgumentParser | None 
         raise SystemExit(f"gmmpyro report: error: {message}")
 
     try:
+        check_output_folder(args.out)
         model = DensityModel.load(args.model)
     except (ValueError, OSError) as error:
         fail(str(error))
@@ -72,7 +75,8 @@ def run_report(args: argparse.Namespace, parser: argparse.ArgumentParser | None 
 
         truth = ToyModel()
     try:
-        x, theta = load_events(args.reference, model.observables, model.params)
+        with events_file(args.reference):
+            x, theta = load_events(args.reference, model.observables, model.params)
         result = write_report(
             model,
             x,

@@ -6,7 +6,8 @@ import argparse
 
 import torch
 
-from .parsing import parse_assignment
+from .files import check_output_file
+from .parsing import parse_assignment, parse_device
 
 __all__ = ["add_sample_command", "run_sample"]
 
@@ -27,7 +28,7 @@ def add_sample_command(subparsers) -> argparse.ArgumentParser:
     )
     sample.add_argument("-n", type=int, required=True, help="number of events")
     sample.add_argument("--seed", type=int, help="seed of the draw (default: fresh randomness)")
-    sample.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    sample.add_argument("--device", type=parse_device, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     sample.add_argument("--out", required=True, help=".npz, .csv or .parquet file to write")
     sample.set_defaults(run=run_sample)
     return sample
@@ -35,9 +36,10 @@ def add_sample_command(subparsers) -> argparse.ArgumentParser:
 
 def run_sample(args: argparse.Namespace) -> None:
     """Run ``gmmpyro sample`` from parsed arguments: draw the events and write them to ``--out``."""
-    from ..datafiles import write_columns
+    from ..datafiles import SUFFIXES, write_columns
     from ..model import DensityModel
 
+    check_output_file(args.out, suffixes=SUFFIXES)
     model = DensityModel.load(args.model, map_location=args.device)
     values = dict(args.theta)
     unknown, missing = set(values) - set(model.params), set(model.params) - set(values)

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import warnings
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from .parsing import load_toml, parse_assignment, parse_observable
+from ..datafiles import read_columns, select_columns
+from ..exceptions import GmmpyroWarning
+from ..model import DensityModel
+from ..training import TrainingConfig
+from .config import TrainConfigFile, load_train_config
+from .errors import CommandInterruptedError
+from .files import check_output_file, check_output_folder, events_file
+from .parsing import parse_assignment, parse_device, parse_observable
 
-__all__ = ["add_train_command", "run_train"]
+__all__ = ["add_train_command", "checkpoint_folder", "run_train"]
 
 
 def add_train_command(subparsers) -> argparse.ArgumentParser:
@@ -23,7 +34,8 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
     train = subparsers.add_parser(
         "train",
         help="train a model on simulated events from a file",
-        description="Train a DensityModel on events in a .npz, .csv or .parquet file.",
+        description="Train a DensityModel on events in a .npz, .csv or .parquet file. A checkpoint is saved after "
+        "every epoch: after Ctrl-C (exit status 130) the same command resumes the run.",
     )
     train.add_argument("data", help="events file with one column per observable and per parameter")
     train.add_argument(
@@ -46,8 +58,13 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="maximum epochs")
     train.add_argument("--batch-size", type=int, help="events per optimisation step (default 500)")
     train.add_argument("--seed", type=int, help="seed of the split, the initial weights and the batches")
-    train.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
-    train.add_argument("--checkpoint-dir", help="save every epoch there and resume from it")
+    train.add_argument("--device", type=parse_device, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
+    train.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="save every epoch there and resume from it; kept after training (default: OUT.checkpoint, "
+        "removed once OUT is saved)",
+    )
     train.add_argument("--out", required=True, help="model file to write")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
@@ -55,53 +72,101 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    """Run ``gmmpyro train`` from parsed arguments: train, save the model, print its history."""
-    from ..datafiles import read_columns, select_columns
-    from ..model import DensityModel
-    from ..networks import NetworkConfig
-    from ..observables import Observable
-    from ..training import TrainingConfig
+    """Run ``gmmpyro train`` from parsed arguments: train, save the model, print its history.
 
-    config = load_toml(args.config) if args.config else {}
-    observables = args.observables or [
-        Observable.from_dict({"bounds": None, "discrete": False, "f": 0.5, **o}) for o in config.get("observables", [])
-    ]
-    params = args.params or config.get("params", [])
+    Every output and the settings are checked before the events are read. Training saves a
+    checkpoint after every epoch (see :func:`checkpoint_folder`); an interrupted run keeps it,
+    does not write ``--out``, and is resumed by running the same command again.
+
+    Raises:
+        CommandInterruptedError: Ctrl-C stopped the training.
+    """
+    settings = load_train_config(args.config) if args.config else TrainConfigFile()
+    observables = args.observables or list(settings.observables)
+    params = args.params or list(settings.params)
     if not observables or not params:
         raise SystemExit("gmmpyro train: give --observables and --params (or a --config file naming them)")
-    network = NetworkConfig.from_dict(config.get("network", {}))
-    training = {
-        **config.get("training", {}),
-        **{
-            k: v
-            for k, v in (("max_epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed))
-            if v is not None
-        },
-    }
-    names = {"x": [o.name for o in observables], "theta": list(params)}
-    columns = read_columns(args.data, names=names)
-    x = torch.from_numpy(select_columns(columns, names["x"], path=args.data))
-    theta = torch.from_numpy(select_columns(columns, names["theta"], path=args.data))
-    weights_column = args.weights or config.get("weights")
-    weights = (
-        torch.from_numpy(select_columns(columns, [weights_column], path=args.data)[:, 0]) if weights_column else None
-    )
-    reference = dict(args.reference or []) or config.get("reference")
-    if reference:
-        unknown = set(reference) - set(params)
-        if unknown:
-            raise SystemExit(f"gmmpyro train: --reference names unknown parameters {sorted(unknown)}")
-        reference = [reference[p] for p in params]
-    torch.manual_seed(training.get("seed", 0))  # the networks' initial weights
-    model = DensityModel(observables, params, config=network, device=args.device)
-    model.fit(
-        x,
-        theta,
-        weights,
-        reference=reference,
-        config=TrainingConfig(**training),
-        progress=not args.quiet,
-        checkpoint_dir=args.checkpoint_dir,
-    )
+    overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}
+    training = replace(settings.training, **{k: v for k, v in overrides.items() if v is not None})
+    checkpoint = checkpoint_folder(args.out, args.checkpoint_dir, training)
+    check_output_file(args.out)
+    if checkpoint is not None:
+        check_output_folder(checkpoint)
+    reference = _reference_point(dict(args.reference or []) or settings.reference, params)
+    x, theta, weights = _read_training_events(args.data, observables, params, args.weights or settings.weights)
+
+    torch.manual_seed(training.seed)  # the networks' initial weights
+    model = DensityModel(observables, params, config=settings.network, device=args.device)
+    with warnings.catch_warnings():
+        # the library's "best weights so far are kept" is not what the command does on Ctrl-C
+        warnings.filterwarnings("ignore", message="training interrupted", category=GmmpyroWarning)
+        history = model.fit(
+            x,
+            theta,
+            weights,
+            reference=reference,
+            config=training,
+            progress=not args.quiet,
+            checkpoint_dir=checkpoint,
+        )
+    if history.interrupted:
+        raise _interruption(args.out, checkpoint, history.n_epochs)
     model.save(args.out)
-    print(f"saved {args.out}: {model.history!r}")
+    if checkpoint is not None and args.checkpoint_dir is None:
+        shutil.rmtree(checkpoint)  # the default folder served this run only: the model is saved
+    print(f"saved {args.out}: {history!r}")
+
+
+def checkpoint_folder(out: str, checkpoint_dir: str | None, training: TrainingConfig) -> Path | None:
+    """Where ``gmmpyro train`` saves its checkpoints: ``--checkpoint-dir``, else ``OUT.checkpoint``.
+
+    Only joint training has checkpoints: ``None`` for ``joint = false``, where
+    ``--checkpoint-dir`` is an error.
+
+    Example:
+        >>> checkpoint_folder("models/m.gmm", None, TrainingConfig()).as_posix()
+        'models/m.gmm.checkpoint'
+    """
+    if not training.joint:
+        if checkpoint_dir is not None:
+            raise ValueError("--checkpoint-dir needs joint = true in [training]")
+        return None
+    if checkpoint_dir is not None:
+        return Path(checkpoint_dir)
+    out = Path(out)
+    return out.with_name(out.name + ".checkpoint")
+
+
+def _reference_point(reference: dict[str, float] | None, params: list[str]) -> list[float] | None:
+    """The reference point as a list in the order of ``params``; ``None`` if not given."""
+    if not reference:
+        return None
+    unknown, missing = set(reference) - set(params), set(params) - set(reference)
+    if unknown or missing:
+        raise ValueError(
+            f"the reference point needs exactly the parameters {params}; unknown {sorted(unknown)}, "
+            f"missing {sorted(missing)}"
+        )
+    return [float(reference[p]) for p in params]
+
+
+def _read_training_events(path: str, observables, params: list[str], weights_column: str | None):
+    """``(x (N, d), θ (N, k), weights (N,) or None)`` from the events file."""
+    names = {"x": [o.name for o in observables], "theta": list(params)}
+    with events_file(path):
+        columns = read_columns(path, names=names)
+    x = torch.from_numpy(select_columns(columns, names["x"], path=path))
+    theta = torch.from_numpy(select_columns(columns, names["theta"], path=path))
+    if weights_column is None:
+        return x, theta, None
+    return x, theta, torch.from_numpy(select_columns(columns, [weights_column], path=path)[:, 0])
+
+
+def _interruption(out: str, checkpoint: Path | None, n_epochs: int) -> CommandInterruptedError:
+    """What to tell the user after Ctrl-C, depending on whether a checkpoint was saved."""
+    done = f"interrupted after {n_epochs} epoch(s); {out} was not written"
+    if checkpoint is not None and n_epochs > 0:
+        return CommandInterruptedError(f"{done}; the run is saved in {checkpoint}", resumable=True)
+    if checkpoint is None:
+        return CommandInterruptedError(f"{done}; nothing was kept (checkpoints need joint = true)", resumable=False)
+    return CommandInterruptedError(f"{done}; nothing to resume (no epoch had ended)", resumable=False)

@@ -1,0 +1,69 @@
+"""How a ``gmmpyro`` command ends when it fails: one line on standard error and an exit status.
+
+Status 1 for an error (unreadable input, unwritable output, bad settings, failed training),
+2 for a command line that argparse rejects, 130 for Ctrl-C (128 + SIGINT, as shells report it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+
+from ..exceptions import TrainingError
+
+__all__ = ["EXIT_INTERRUPTED", "CommandInterruptedError", "run_command"]
+
+EXIT_INTERRUPTED = 130
+"""The status of a command stopped by Ctrl-C."""
+
+
+class CommandInterruptedError(Exception):
+    """A command stopped by Ctrl-C after keeping what it could; the message says what.
+
+    Arguments:
+        message: what was done and what was kept.
+        resumable: running the same command line again continues the run.
+    """
+
+    def __init__(self, message: str, *, resumable: bool) -> None:
+        super().__init__(message)
+        self.resumable = resumable
+
+
+def run_command(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """Run ``args.run(args)``; anticipated failures exit with one line on standard error.
+
+    Arguments:
+        args: the parsed command line, with the command's ``run`` function.
+        argv: the command line without the program name, repeated in the hint to resume.
+
+    Raises:
+        SystemExit: status 1 with the message for unreadable or unwritable files, bad settings
+            and failed training; status 130 when interrupted.
+    """
+    prefix = f"gmmpyro {args.command}"
+    try:
+        args.run(args)
+    except CommandInterruptedError as stop:
+        hint = f"\nresume with: {shlex.join(['gmmpyro', *argv])}" if stop.resumable else ""
+        _exit_interrupted(f"{prefix}: {stop}{hint}")
+    except KeyboardInterrupt:
+        _exit_interrupted(f"{prefix}: interrupted")
+    except OSError as error:
+        raise SystemExit(f"{prefix}: {_describe(error)}") from error
+    except (ValueError, ImportError, TrainingError) as error:
+        raise SystemExit(f"{prefix}: {error}") from error
+
+
+def _exit_interrupted(message: str) -> None:
+    print(message, file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED)
+
+
+def _describe(error: OSError) -> str:
+    """``FILE: reason`` for a file that cannot be opened, read or written."""
+    if error.filename is None:
+        return str(error)
+    return f"{error.filename}: {error.strerror or error}"
