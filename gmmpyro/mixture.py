@@ -49,6 +49,8 @@ def log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _log_mass_far(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    # Φ(lo)/Φ(hi) < e^-8000 below hi - 1000: the clamp changes nothing, but keeps log Φ(lo) and its gradient finite
+    lo = torch.maximum(lo, hi - 1e3)
     log_hi = torch.special.log_ndtr(hi)
     return log_hi + torch.log1p(-torch.exp(torch.special.log_ndtr(lo) - log_hi))
 

@@ -102,6 +102,10 @@ class NetworkConfig:
         for name in ("A2", "B1", "B2"):
             if getattr(self, name) < 0:
                 raise ValueError(f"NetworkConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("s_f", "s_mu", "s_sigma", "leaky_slope", "f_sigma", "epsilon", "init_scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"NetworkConfig.{name} must be a finite number, got {value!r}")
         for name in ("f_sigma", "epsilon", "init_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"NetworkConfig.{name} must be > 0, got {getattr(self, name)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,8 +19,8 @@ from pathlib import Path
 import torch
 
 from ._progress import progress_bar
-from .exceptions import GmmpyroWarning, warn
-from .observables import check_events
+from .exceptions import GmmpyroWarning, TrainingError, warn
+from .observables import as_events, check_events, real_tensor
 from .projection import LatentProjection
 
 __all__ = ["TrainingConfig", "TrainingHistory", "split_indices", "train"]
@@ -68,15 +69,22 @@ class TrainingConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` for settings that cannot train."""
-        if self.batch_size < 1 or self.max_epochs < 1 or self.lr_patience < 1 or self.stop_patience < 1:
-            raise ValueError("batch_size, max_epochs, lr_patience and stop_patience must be >= 1")
-        if not self.learning_rate > 0 or not 0 < self.lr_factor <= 1:
-            raise ValueError("learning_rate must be > 0 and lr_factor in (0, 1]")
+        """Raise ``ValueError``, naming the field, for settings that cannot train."""
+        for name in ("batch_size", "max_epochs", "lr_patience", "stop_patience", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"TrainingConfig.{name} must be an integer, got {value!r}")
+        for name in ("batch_size", "max_epochs", "lr_patience", "stop_patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainingConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"TrainingConfig.learning_rate must be finite and > 0, got {self.learning_rate}")
+        if not 0 < self.lr_factor <= 1:
+            raise ValueError(f"TrainingConfig.lr_factor must lie in (0, 1], got {self.lr_factor}")
         if not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must lie in (0, 1), got {self.validation_fraction}")
-        if self.tolerance < 0:
-            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+            raise ValueError(f"TrainingConfig.validation_fraction must lie in (0, 1), got {self.validation_fraction}")
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise ValueError(f"TrainingConfig.tolerance must be finite and >= 0, got {self.tolerance}")
 
 
 @dataclass
@@ -133,8 +141,8 @@ class TrainingHistory:
 
 def _validated_inputs(model, x, theta, weights) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     # the data stays on the CPU in float64 (projection fit, checkpoint fingerprint); batches move to the model
-    x = torch.as_tensor(x, dtype=torch.float64, device="cpu")
-    theta = torch.as_tensor(theta, dtype=torch.float64, device="cpu")
+    x = as_events(x, model.observables, dtype=torch.float64, device="cpu")
+    theta = real_tensor(theta, dtype=torch.float64, device="cpu", what="theta")
     check_events(x, model.observables)
     if x.dim() != 2:
         raise ValueError(f"x must have shape (N, d), got {tuple(x.shape)}")
@@ -147,17 +155,61 @@ def _validated_inputs(model, x, theta, weights) -> tuple[torch.Tensor, torch.Ten
         raise ValueError("theta contains NaN or inf")
     if weights is None:
         weights = torch.ones(x.shape[0], dtype=torch.float64)
-    weights = torch.as_tensor(weights, dtype=torch.float64, device="cpu")
+    weights = real_tensor(weights, dtype=torch.float64, device="cpu", what="weights")
     if weights.shape != (x.shape[0],):
         raise ValueError(f"weights must have shape ({x.shape[0]},), got {tuple(weights.shape)}")
     if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
         raise ValueError("weights must be finite, non-negative and not all zero")
-    for name, lo, hi in zip(model.params, theta.min(0).values, theta.max(0).values, strict=False):
-        if lo == hi:
-            raise ValueError(
-                f"parameter {name!r} takes a single value in the training data; it cannot be learned"
-            )
+    _check_theta_range(model, theta)
     return x, theta, weights
+
+
+def _check_theta_range(model, theta: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the parameter whose range ``θ (N, k)`` cannot be learned in ``model.dtype``.
+
+    The networks see ``4 (θ - low) / (high - low) - 2`` computed in the model's dtype (see
+    :meth:`DensityModel.scale_theta`); with ``low``, ``high`` and ``high - low`` finite and
+    ``high > low`` in that dtype it lies in ``[-2, 2]``. A range such as ``[0.3, 0.30000001]``
+    is one value in float32, and ``±1e39`` is infinite there.
+    """
+    dtype = model.dtype
+    low, high = theta.min(0).values, theta.max(0).values
+    low_d, high_d = low.to(dtype), high.to(dtype)
+    width = high_d - low_d
+    for i, name in enumerate(model.params):
+        if low[i] == high[i]:
+            raise ValueError(f"parameter {name!r} takes a single value in the training data; it cannot be learned")
+        seen = f"parameter {name!r} spans [{low[i].item()!r}, {high[i].item()!r}] in the training data"
+        if not (torch.isfinite(low_d[i]) and torch.isfinite(high_d[i]) and torch.isfinite(width[i])):
+            raise ValueError(
+                f"{seen}, which in {dtype} (the model's dtype) is [{low_d[i].item()}, {high_d[i].item()}] "
+                f"with width {width[i].item()}: rescale {name!r}"
+            )
+        if not width[i] > 0:
+            raise ValueError(
+                f"{seen}, but takes a single value {low_d[i].item()!r} in {dtype} (the model's dtype); "
+                f"it cannot be learned: shift or rescale {name!r}, or use dtype=torch.float64"
+            )
+
+
+def _training_weights(weights: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``weights (N,)`` (float64) scaled to mean 1 and converted to the networks' ``dtype``, shape ``(N,)``.
+
+    The loss depends on the weights' ratios only; scaling first keeps weights that are finite
+    in float64 but not in float32, such as 1e-50 (0) or 1e39 (inf), from breaking the loss.
+
+    Example:
+        >>> _training_weights(torch.full((3,), 1e39, dtype=torch.float64), torch.float32)
+        tensor([1., 1., 1.])
+    """
+    scaled = weights / weights.max()
+    scaled = (scaled / scaled.mean()).to(dtype)
+    if not torch.isfinite(scaled).all():
+        raise ValueError(
+            f"the weights, scaled to mean 1, reach {scaled.max().item()} in {dtype} (the model's dtype): "
+            "they are too unequal for it"
+        )
+    return scaled
 
 
 def _reference_mask(model, theta: torch.Tensor, reference) -> torch.Tensor:
@@ -192,6 +244,23 @@ def _reference_mask(model, theta: torch.Tensor, reference) -> torch.Tensor:
     return mask
 
 
+def _check_split(weights: torch.Tensor, config: TrainingConfig) -> None:
+    """Raise ``ValueError`` if ``config``'s split has no training events, or its training or validation events weigh 0.
+
+    Arguments:
+        weights: the weights in the model's dtype, shape ``(N,)``.
+    """
+    train_index, val_index = split_indices(weights.shape[0], config.validation_fraction, config.seed)
+    if train_index.numel() == 0:
+        raise ValueError("too few events for a training/validation split")
+    for what, index in (("training", train_index), ("validation", val_index)):
+        if not weights[index].sum() > 0:
+            raise ValueError(
+                f"all {index.numel()} {what} events have zero weight (in {weights.dtype}): change "
+                "TrainingConfig.seed or validation_fraction, or the weights"
+            )
+
+
 def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The training and validation event indices used by :func:`train` (seeded permutation).
 
@@ -215,8 +284,6 @@ class _Trainer:
     def __init__(self, model, u, theta_scaled, weights, config: TrainingConfig) -> None:
         self.model, self.config = model, config
         self.train_index, self.val_index = split_indices(u.shape[0], config.validation_fraction, config.seed)
-        if self.train_index.numel() == 0:
-            raise ValueError("too few events for a training/validation split")
         dtype, device = model.dtype, model.device
         on_device = device.type == "cpu" or u.numel() * 8 < 2**30
         target = device if on_device else torch.device("cpu")
@@ -243,6 +310,11 @@ class _Trainer:
         return model.factor_log_probs(u, theta_features, event_features, positions)  # B len(positions)
 
     def train_epoch(self, epoch: int, positions: list[int]) -> list[float]:
+        """One pass over the training events; the weighted mean loss of each network in ``positions``.
+
+        Raises:
+            TrainingError: a batch loss is NaN or infinite (checked before its optimiser step).
+        """
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         order = self.train_index[torch.randperm(self.train_index.numel(), generator=generator)]
         totals = torch.zeros(len(positions), dtype=torch.float64, device=self.model.device)
@@ -253,15 +325,26 @@ class _Trainer:
             log_probs = self._log_probs(u, theta_scaled, positions)
             w_sum = w.sum()
             losses = -(w[:, None] * log_probs).sum(0) / w_sum
+            # one host sync per batch: the batch weight, and a sum that is finite iff every loss is
+            batch_weight, loss_sum = torch.stack([w_sum, losses.detach().sum()]).tolist()
+            if batch_weight == 0:  # zero-weight events only: nothing to learn, and the loss is 0/0
+                continue
+            if not math.isfinite(loss_sum):
+                self.diverged(epoch, positions, losses, "training")
             self.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             self.optimizer.step()
-            totals += losses.detach().to(torch.float64) * w_sum.detach()
-            weight_total += float(w_sum)
+            totals += losses.detach().to(torch.float64) * batch_weight
+            weight_total += batch_weight
         return (totals / weight_total).tolist()
 
     @torch.no_grad()
-    def validation_loss(self, positions: list[int]) -> list[float]:
+    def validation_loss(self, epoch: int, positions: list[int]) -> list[float]:
+        """The weighted mean loss of each network in ``positions`` on the validation events.
+
+        Raises:
+            TrainingError: a loss is NaN or infinite.
+        """
         self.model.eval()
         totals = torch.zeros(len(positions), dtype=torch.float64, device=self.model.device)
         weight_total = torch.zeros((), dtype=torch.float64, device=self.model.device)
@@ -270,7 +353,40 @@ class _Trainer:
             log_probs = self._log_probs(u, theta_scaled, positions)
             totals -= (w[:, None] * log_probs).sum(0).to(torch.float64)
             weight_total += w.sum()
-        return (totals / weight_total).tolist()
+        losses = totals / weight_total
+        if not torch.isfinite(losses).all():
+            self.diverged(epoch, positions, losses, "validation")
+        return losses.tolist()
+
+    def diverged(self, epoch: int, positions: list[int], losses: torch.Tensor, stage: str) -> None:
+        """Raise the :class:`TrainingError` for the non-finite ``losses (len(positions),)`` of one step.
+
+        There is no retry with a smaller learning rate: none of the usual causes (non-finite
+        network constants, a learning rate out of scale, data at the edge of the dtype's range)
+        goes away with one, and a retried run would no longer be the run its settings
+        describe. The model keeps each network's best finite weights (``restore_best``).
+        """
+        model = self.model
+        values = dict(zip(positions, losses.tolist(), strict=True))
+        bad = [p for p in positions if not math.isfinite(values[p])]
+        networks = ", ".join(f"{model.observables[model.order[p]].name!r} ({values[p]})" for p in bad)
+        lrs = sorted({self.optimizer.param_groups[p]["lr"] for p in bad})
+        raise TrainingError(
+            f"training diverged in epoch {epoch}: the {stage} loss is not finite for the "
+            f"network{'s' if len(bad) > 1 else ''} of {networks}. "
+            f"Likely causes: {'; '.join(_divergence_causes(model, bad, lrs))}. {self.kept()}"
+        )
+
+    def kept(self) -> str:
+        """Which weights each network is left with after :meth:`restore_best`, in words."""
+        if not any(math.isfinite(best) for best in self.best):
+            return "The model keeps its initial weights."
+        names = [self.model.observables[c].name for c in self.model.order]
+        kept = [
+            f"{name!r} those of epoch {epoch}" if math.isfinite(best) else f"{name!r} its initial ones"
+            for name, best, epoch in zip(names, self.best, self.best_epoch, strict=True)
+        ]
+        return f"The model keeps the best finite weights so far: {', '.join(kept)}."
 
     def update(self, epoch: int, position: int, val_loss: float) -> None:
         """Best-epoch, plateau and early-stopping bookkeeping of one network."""
@@ -293,6 +409,24 @@ class _Trainer:
         for net, state in zip(self.model.networks, self.best_state, strict=False):
             net.load_state_dict(state)
         self.model.eval()
+
+
+def _divergence_causes(model, positions: list[int], lrs: list[float]) -> list[str]:
+    """The likely reasons for the non-finite loss of the networks at ``positions``, most specific first."""
+    settings = model.config.to_dict()
+    non_finite = [f"{k}={v}" for k, v in settings.items() if isinstance(v, float) and not math.isfinite(v)]
+    causes = [f"non-finite network settings (NetworkConfig {', '.join(non_finite)})"] if non_finite else []
+    if not all(torch.isfinite(w).all() for p in positions for w in model.networks[p].parameters()):
+        # a finite loss whose gradient is not: the step turns the weights NaN, the next loss shows it
+        causes.append("the network weights are no longer finite: a NaN or infinite gradient in an earlier step")
+    causes += [
+        f"a learning rate too large for these data ({', '.join(f'{lr:g}' for lr in lrs)}): "
+        "lower TrainingConfig.learning_rate",
+        "extreme network settings (NetworkConfig s_f, s_mu, s_sigma, epsilon, f_sigma, init_scale)",
+    ]
+    if model.dtype != torch.float64:
+        causes.append(f"the precision of {model.dtype}: try dtype=torch.float64")
+    return causes
 
 
 def train(
@@ -330,6 +464,15 @@ def train(
     Returns:
         The :class:`TrainingHistory` (also stored as ``model.history``). On
         ``KeyboardInterrupt`` the best weights so far are kept and ``interrupted`` is set.
+
+    Raises:
+        ValueError: naming the observable, parameter or setting, for inputs that cannot be
+            trained on, among them a θ range or weights that the model's dtype cannot hold;
+            the model is left unchanged.
+        TrainingError: a loss became NaN or infinite (naming the network, the epoch and the
+            likely causes; the model keeps each network's best finite weights so far and
+            ``model.history`` the epochs run), or ``checkpoint_dir`` holds a checkpoint of
+            another run (naming what differs).
     """
     from .checkpoint import TrainingCheckpoint
 
@@ -337,15 +480,19 @@ def train(
     if not isinstance(config, TrainingConfig):
         raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
     x, theta, weights = _validated_inputs(model, x, theta, weights)
-    checkpoint = (
-        TrainingCheckpoint(checkpoint_dir, model, x, theta, weights, config) if checkpoint_dir else None
-    )
     mask = _reference_mask(model, theta, reference)
-    model.set_theta_range(theta.min(0).values, theta.max(0).values)
+    training_weights = _training_weights(weights, model.dtype)
+    _check_split(training_weights, config)
+    checkpoint = (
+        TrainingCheckpoint(checkpoint_dir, model, x, theta, weights, mask, config) if checkpoint_dir else None
+    )
     projection = LatentProjection.fit(x[mask], model.observables, weights=weights[mask])
+    # everything above only reads: a refused input leaves the model as it was
+    model.set_theta_range(theta.min(0).values, theta.max(0).values)
     u = projection.forward(x, check=False)[:, list(model.order)]
     model.set_projection(projection)
-    trainer = _Trainer(model, u, model.scale_theta(theta.to(model.device)).cpu(), weights, config)
+    theta_scaled = model.scale_theta(theta.to(device=model.device, dtype=model.dtype)).cpu()  # as at inference
+    trainer = _Trainer(model, u, theta_scaled, training_weights, config)
     history = TrainingHistory(names=[model.observables[c].name for c in model.order])
     start_epoch = checkpoint.resume(trainer, history) if checkpoint else 0
     nan = float("nan")
@@ -359,7 +506,7 @@ def train(
                     break
                 tic = time.perf_counter()
                 train_loss = dict(zip(positions, trainer.train_epoch(epoch, positions), strict=False))
-                val_loss = dict(zip(positions, trainer.validation_loss(positions), strict=False))
+                val_loss = dict(zip(positions, trainer.validation_loss(epoch, positions), strict=False))
                 lrs = {p: trainer.optimizer.param_groups[p]["lr"] for p in positions}
                 for p in positions:
                     trainer.update(epoch, p, val_loss[p])
@@ -385,7 +532,7 @@ def train(
     finally:
         bar.close()
         trainer.restore_best()
-    model.history = history
+        model.history = history
     logger.info("%r", history)
     return history
 

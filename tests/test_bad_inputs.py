@@ -69,12 +69,18 @@ ERRORS = [
     ("fit: NaN event", lambda m, x: profile.fit(m, x.where(x != x[0, 0], math.nan)), ValueError, "NaN/inf"),
     ("fit: event 1e-7 beyond π", lambda m, x: profile.fit(m, _above_pi(x, 1e-7)), ValueError,
      "1e-07 above the upper bound"),
+    ("train: complex events", lambda m, x: DensityModel(m.observables, m.params).fit(
+        x.to(torch.complex128), THETA.expand(len(x), 2)), TypeError, "complex128"),
+    ("train: boolean weights", lambda m, x: DensityModel(m.observables, m.params).fit(
+        x, THETA.expand(len(x), 2), weights=x[:, 0] > 0), TypeError, "weights must hold real numbers"),
     ("sample: far outside the training range", lambda m, x: m.sample(5, [1e6, 0.0]), ValueError,
      "far outside the training range"),
     ("sample: negative n", lambda m, x: m.sample(-1, THETA), ValueError, "non-negative"),
     ("DensityModel: params as a string", lambda m, x: DensityModel(m.observables, "cx"), TypeError, "write ['cx']"),
     ("TrainingConfig: float batch size", lambda m, x: TrainingConfig(batch_size=2.5), ValueError, "batch_size"),
     ("NetworkConfig: float n_gauss", lambda m, x: NetworkConfig(n_gauss=1.5), ValueError, "n_gauss"),
+    ("NetworkConfig: NaN s_sigma", lambda m, x: NetworkConfig(s_sigma=math.nan), ValueError,
+     "s_sigma must be a finite number"),
     ("sample_posterior: NaN fixed value", lambda m, x: bayes.sample_posterior(
         m, x, {"cx": dist.Uniform(-1.0, 1.0), "cy": math.nan}, num_samples=2, warmup_steps=1, progress=False),
      ValueError, "must be finite"),
