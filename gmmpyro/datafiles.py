@@ -77,7 +77,9 @@ def read_columns(path: str | Path, *, names: Mapping[str, Sequence[str]] | None 
                         columns.update({name: array[:, j] for j, name in enumerate(keys)})
                     else:
                         raise ValueError(f"{path}: array {key!r} has {array.ndim} dimensions; expected 1 or 2")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+    except (EOFError, zipfile.BadZipFile) as error:  # numpy's errors for an empty or damaged archive
+        raise ValueError(f"{path}: cannot read events: not a valid .npz archive ({error})") from error
+    except (OSError, ValueError, KeyError) as error:
         if isinstance(error, ValueError) and str(error).startswith(str(path)):
             raise
         raise ValueError(f"{path}: cannot read events: {error}") from error

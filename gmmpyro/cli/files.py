@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["check_output_file", "check_output_folder", "events_file"]
+__all__ = ["check_output_file", "check_output_folder"]
 
 
 def check_output_file(path: str | Path, *, suffixes: Sequence[str] = ()) -> None:
@@ -52,16 +50,3 @@ def check_output_folder(path: str | Path) -> None:
 def _check_writable(folder: Path, target: Path) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"cannot write {target}: no permission to write in {folder}")
-
-
-@contextlib.contextmanager
-def events_file(path: str | Path) -> Iterator[None]:
-    """Within this block an empty or damaged ``.npz`` file ``path`` raises ``ValueError`` naming it.
-
-    ``numpy.load`` raises ``zipfile.BadZipFile`` or ``EOFError`` for those, which
-    :func:`gmmpyro.datafiles.read_columns` lets through.
-    """
-    try:
-        yield
-    except (zipfile.BadZipFile, EOFError) as error:
-        raise ValueError(f"{path}: cannot read events: not a valid .npz archive ({error})") from error

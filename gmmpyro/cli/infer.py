@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import check_output_folder, events_file
+from .files import check_output_folder
 from .parsing import parse_device, parse_prior, parse_scan
 
 __all__ = ["add_infer_command", "run_infer"]
@@ -66,8 +66,7 @@ def run_infer(args: argparse.Namespace) -> None:
     check_output_folder(args.out)
     model = DensityModel.load(args.model, map_location=args.device)
     names = [o.name for o in model.observables]
-    with events_file(args.events):
-        columns = read_columns(args.events, names={"x": names})
+    columns = read_columns(args.events, names={"x": names})
     x_obs = torch.from_numpy(select_columns(columns, names, path=args.events))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .files import check_output_folder, events_file
+from .files import check_output_folder
 
 __all__ = ["add_report_command", "run_report"]
 
@@ -75,8 +75,7 @@ def run_report(args: argparse.Namespace, parser: argparse.ArgumentParser | None 
 
         truth = ToyModel()
     try:
-        with events_file(args.reference):
-            x, theta = load_events(args.reference, model.observables, model.params)
+        x, theta = load_events(args.reference, model.observables, model.params)
         result = write_report(
             model,
             x,

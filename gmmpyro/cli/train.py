@@ -16,7 +16,7 @@ from ..model import DensityModel
 from ..training import TrainingConfig
 from .config import TrainConfigFile, load_train_config
 from .errors import CommandInterruptedError
-from .files import check_output_file, check_output_folder, events_file
+from .files import check_output_file, check_output_folder
 from .parsing import parse_assignment, parse_device, parse_observable
 
 __all__ = ["add_train_command", "checkpoint_folder", "run_train"]
@@ -153,8 +153,7 @@ def _reference_point(reference: dict[str, float] | None, params: list[str]) -> l
 def _read_training_events(path: str, observables, params: list[str], weights_column: str | None):
     """``(x (N, d), θ (N, k), weights (N,) or None)`` from the events file."""
     names = {"x": [o.name for o in observables], "theta": list(params)}
-    with events_file(path):
-        columns = read_columns(path, names=names)
+    columns = read_columns(path, names=names)
     x = torch.from_numpy(select_columns(columns, names["x"], path=path))
     theta = torch.from_numpy(select_columns(columns, names["theta"], path=path))
     if weights_column is None:

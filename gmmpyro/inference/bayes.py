@@ -133,7 +133,7 @@ def sample_posterior(
     Raises:
         ConvergenceWarning: (a warning) on divergent transitions after warm-up, or on
             rank-normalised R̂ > 1.01 with several chains.
-        OutOfRangeWarning: (a warning, once) if posterior draws lie outside ``model.theta_bounds``,
+        OutOfRangeWarning: (a warning, once) if fixed values or posterior draws lie outside ``model.theta_bounds``,
             where the learned model extrapolates (narrow the priors to the trained range).
 
     Example:
