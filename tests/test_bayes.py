@@ -17,7 +17,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from helpers import trained_toy_model
+from helpers import refined_grid, trained_toy_model
 from pyro.infer import MCMC, NUTS
 from pyro.ops.stats import effective_sample_size
 
@@ -38,62 +38,6 @@ Z = 4.0  # tolerance in Monte-Carlo standard errors
 
 def _uniform_priors():
     return {"cx": dist.Uniform(*BOX), "cy": dist.Uniform(*BOX)}
-
-
-# ------------------------------------------------------------------------------ exact grid posteriors
-
-
-class GridPosterior:
-    """A posterior tabulated on a regular grid, from the same ``prepared.log_prob`` NUTS uses."""
-
-    def __init__(self, model, x, axes: list[torch.Tensor], log_prior=None) -> None:
-        prepared = model.prepare(x)
-        mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).to(model.dtype)  # *G k
-        flat = mesh.reshape(-1, mesh.shape[-1])
-        with torch.no_grad():
-            lp = torch.cat([prepared.log_prob(c).sum(-1) for c in flat.split(4096)]).reshape(mesh.shape[:-1])
-        if log_prior is not None:
-            lp = lp + log_prior(mesh)
-        self.axes = [a.double() for a in axes]
-        self.p = (lp - lp.max()).exp().double()  # *G, unnormalised
-
-    def marginal(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        other = [j for j in range(len(self.axes)) if j != i]
-        m = self.p.sum(other) if other else self.p
-        return self.axes[i], m / torch.trapezoid(m, self.axes[i])
-
-    def mean_sd(self, i: int) -> tuple[float, float]:
-        t, f = self.marginal(i)
-        mean = torch.trapezoid(t * f, t)
-        return float(mean), float(torch.trapezoid((t - mean) ** 2 * f, t).sqrt())
-
-    def quantile(self, i: int, q: float) -> tuple[float, float]:
-        """The ``q`` quantile of the marginal and the marginal density there."""
-        t, f = self.marginal(i)
-        cdf = torch.cat([torch.zeros(1, dtype=t.dtype), torch.cumulative_trapezoid(f, t)])
-        x_q = float(np.interp(q, cdf.numpy(), t.numpy()))
-        return x_q, float(np.interp(x_q, t.numpy(), f.numpy()))
-
-    def mass(self, i: int, where) -> float:
-        t, f = self.marginal(i)
-        return float(torch.trapezoid(f * where(t), t))
-
-    def window(self, i: int, n_sd: float, lo: float, hi: float) -> tuple[float, float]:
-        if lo == hi:
-            return lo, hi
-        mean, sd = self.mean_sd(i)
-        return max(lo, mean - n_sd * sd), min(hi, mean + n_sd * sd)
-
-
-def _refined_grid(model, x, ranges, n_coarse, n_fine, log_prior=None) -> GridPosterior:
-    """Coarse grid over the prior ranges, then a fine grid over ±8 sd of the coarse marginals."""
-
-    def axis(lo, hi, n):  # lo == hi: a fixed parameter, one point
-        return torch.linspace(lo, hi, n if hi > lo else 1)
-
-    coarse = GridPosterior(model, x, [axis(lo, hi, n_coarse) for lo, hi in ranges], log_prior)
-    fine = [axis(*coarse.window(i, 8.0, lo, hi), n_fine) for i, (lo, hi) in enumerate(ranges)]
-    return GridPosterior(model, x, fine, log_prior)
 
 
 def _normal_log_prior(index: int):
@@ -142,7 +86,7 @@ def x_obs(model):
 
 @pytest.fixture(scope="module")
 def exact(model, x_obs):
-    grid = _refined_grid(model, x_obs, [BOX, BOX], 61, 201)
+    grid = refined_grid(model, x_obs, [BOX, BOX], 61, 201)
     # the test needs a unimodal posterior: NUTS chains do not hop between sign-flipped modes
     assert grid.mass(0, lambda t: t < 0) < 1e-3 and grid.mass(1, lambda t: t > 0) < 1e-3
     return grid

@@ -56,6 +56,7 @@ import copy
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
+from typing import Literal
 
 import numpy as np
 import pyro
@@ -64,16 +65,21 @@ from pyro import poutine
 
 from ..distribution import GMMDistribution
 from ..exceptions import ConvergenceWarning, results_checked_by_caller, warn
-from .chains import NUTSConfig, run_chains
+from .batched_runs import SamplerOutput, batched_output, smc_output
+from .chains import NUTSConfig, eval_mode, run_chains
+from .chees import BatchedHMCConfig
 from .from_mcmc import from_mcmc
 from .likelihood import Likelihood
 from .posterior_data import to_arviz
+from .smc import SMCConfig
+from .target import Target
 
-__all__ = ["NUTSConfig", "from_mcmc", "sample_posterior"]
+__all__ = ["BatchedHMCConfig", "NUTSConfig", "SMCConfig", "from_mcmc", "sample_posterior"]
 
 logger = logging.getLogger(__name__)
 
 _RHAT_MAX = 1.01  # Vehtari et al. (2021)
+_CONFIGS = {"nuts": NUTSConfig, "batched": BatchedHMCConfig, "smc": SMCConfig}
 
 
 def sample_posterior(
@@ -89,8 +95,9 @@ def sample_posterior(
     extra_terms: Iterable[Callable[[torch.Tensor], torch.Tensor]] | None = None,
     seed: int | None = None,
     progress: bool = True,
-    config: NUTSConfig | None = None,
+    config: NUTSConfig | BatchedHMCConfig | SMCConfig | None = None,
     log_likelihood: bool = True,
+    sampler: Literal["nuts", "batched", "smc"] = "nuts",
 ):
     r"""Sample ``p(θ | x_obs) ∝ Π_i p(x_i | θ)^{w_i} · Π_j π_j(θ_j) · Π_t e^{t(θ)}`` with NUTS.
 
@@ -149,9 +156,13 @@ def sample_posterior(
         >>> idata["constant_data"]["nu"].values.item()  # fixed parameters are constant data
         0.0
     """
-    config = NUTSConfig() if config is None else config
-    if not isinstance(config, NUTSConfig):
-        raise TypeError(f"config must be a NUTSConfig, got {type(config).__name__}")
+    if sampler not in _CONFIGS:
+        raise ValueError(f"sampler must be one of {sorted(_CONFIGS)}, got {sampler!r}")
+    config = _CONFIGS[sampler]() if config is None else config
+    if not isinstance(config, _CONFIGS[sampler]):
+        raise TypeError(
+            f"config of sampler {sampler!r} must be a {_CONFIGS[sampler].__name__}, got {type(config).__name__}"
+        )
     for name, value, low in (
         ("num_samples", num_samples, 1),
         ("warmup_steps", warmup_steps, 0),
@@ -174,26 +185,23 @@ def sample_posterior(
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
     seq = np.random.SeedSequence(seed)
     chain_seeds = [int(c.generate_state(1, np.uint64)[0] % 2**63) for c in seq.spawn(num_chains)]
+    log_lik = lambda values: lik.log_likelihood(lik.theta_from({**fixed, **values}))  # noqa: E731
     with results_checked_by_caller():  # trajectories may leave the trained range: the draws are checked below
-        chains = run_chains(
-            _build_pyro_model(lik, sampled, fixed),
-            sampled,
-            lambda values: lik.log_likelihood(lik.theta_from({**fixed, **values})),
-            chain_seeds,
-            num_samples=num_samples,
-            warmup_steps=warmup_steps,
-            config=config,
-            progress=progress,
-            model=model,
-            cuda=torch.device(model.device).type == "cuda" or torch.cuda.is_initialized(),
-        )
-
-    posterior = {name: np.stack([ch.draws[name] for ch in chains]) for name in sampled}  # C D
+        if sampler == "nuts":
+            output = _nuts_output(lik, sampled, fixed, log_lik, chain_seeds, model=model, num_samples=num_samples,
+                                  warmup_steps=warmup_steps, config=config, progress=progress)  # fmt: skip
+        else:
+            target = Target(sampled, log_lik, dtype=lik.dtype, device=lik.device)
+            with eval_mode(model):
+                if sampler == "batched":
+                    output = batched_output(target, num_chains=num_chains, num_samples=num_samples,
+                                            warmup_steps=warmup_steps, config=config, seed=chain_seeds[0],
+                                            progress=progress)  # fmt: skip
+                else:
+                    output = smc_output(target, seeds=chain_seeds, config=config, progress=progress)
+    posterior, stats = output.posterior, output.stats
     theta = lik.theta_from({**fixed, **{k: torch.as_tensor(v) for k, v in posterior.items()}})  # C D k
     lik.check_range(theta, what="posterior draws", names=sampled)
-    stats = {k: np.stack([ch.stats[k] for ch in chains]) for k in chains[0].stats}  # C D
-    stats["diverging"] = stats["diverging"].astype(bool)
-    stats["tree_depth"] = np.floor(np.log2(np.maximum(stats["n_steps"], 1))).astype(np.int64) + 1
     groups = {"posterior": posterior, "sample_stats": stats, "observed_data": {"x": lik.x_obs.cpu().numpy()}}
     if log_likelihood:
         with torch.no_grad():
@@ -206,14 +214,10 @@ def sample_posterior(
 
     _report(posterior, stats, num_chains)
     attrs = {
-        "inference_library": "pyro",
-        "inference_library_version": pyro.__version__,
-        "sampler": "NUTS",
-        "num_warmup": warmup_steps,
+        **output.attrs,
+        "num_warmup": 0 if sampler == "smc" else warmup_steps,
         "seed": seed,
         "chain_seeds": chain_seeds,
-        "sampling_time": [ch.seconds for ch in chains],
-        "n_grad_evals": [ch.grad_evals for ch in chains],
         "fixed_params": ", ".join(f"{k}={v:g}" for k, v in fixed.items()),
         "model": _describe(model),
     }
@@ -227,6 +231,37 @@ def sample_posterior(
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def _nuts_output(
+    lik: Likelihood, sampled: dict, fixed: dict, log_lik: Callable, chain_seeds: list[int], *, model,
+    num_samples: int, warmup_steps: int, config: NUTSConfig, progress: bool,
+) -> SamplerOutput:  # fmt: skip
+    """Pyro NUTS chains one after the other (:func:`~gmmpyro.inference.chains.run_chains`)."""
+    chains = run_chains(
+        _build_pyro_model(lik, sampled, fixed),
+        sampled,
+        log_lik,
+        chain_seeds,
+        num_samples=num_samples,
+        warmup_steps=warmup_steps,
+        config=config,
+        progress=progress,
+        model=model,
+        cuda=torch.device(model.device).type == "cuda" or torch.cuda.is_initialized(),
+    )
+    posterior = {name: np.stack([ch.draws[name] for ch in chains]) for name in sampled}  # C D
+    stats = {k: np.stack([ch.stats[k] for ch in chains]) for k in chains[0].stats}  # C D
+    stats["diverging"] = stats["diverging"].astype(bool)
+    stats["tree_depth"] = np.floor(np.log2(np.maximum(stats["n_steps"], 1))).astype(np.int64) + 1
+    attrs = {
+        "inference_library": "pyro",
+        "inference_library_version": pyro.__version__,
+        "sampler": "NUTS",
+        "sampling_time": [ch.seconds for ch in chains],
+        "n_grad_evals": [ch.grad_evals for ch in chains],
+    }
+    return SamplerOutput(posterior, stats, attrs)
 
 
 def _describe(model) -> str:
@@ -314,7 +349,7 @@ def _report(posterior: dict, stats: dict, num_chains: int) -> None:
     """Log each parameter's rank-normalised R̂ and bulk ESS (ArviZ, Vehtari et al. 2021), warn on bad chains."""
     import arviz as az  # az.rhat / az.ess take (chain, draw) arrays in ArviZ 0.x and 1.x alike
 
-    n_div = int(stats["diverging"].sum())
+    n_div = int(stats["diverging"].sum()) if "diverging" in stats else 0
     for name, d in posterior.items():
         usable = d.shape[1] >= 4 and np.ptp(d) > 0  # constant draws: no diagnostics (ArviZ divides by 0)
         r = float(az.rhat(d)) if usable and num_chains > 1 else math.nan

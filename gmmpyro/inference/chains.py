@@ -28,7 +28,7 @@ import torch
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_median, init_to_uniform, init_to_value
 
-__all__ = ["ChainResult", "NUTSConfig", "run_chains"]
+__all__ = ["ChainResult", "NUTSConfig", "eval_mode", "run_chains"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def run_chains(
         cuda: also seed (and restore) the CUDA generators.
     """
     results = []
-    with _eval_mode(model), torch.enable_grad(), _restored_rng(cuda):
+    with eval_mode(model), torch.enable_grad(), _restored_rng(cuda):
         for c, seed in enumerate(chain_seeds):
             _seed_everything(seed, cuda)
             if config.init_strategy == "resample":
@@ -216,7 +216,8 @@ def _modules_of(model) -> list[torch.nn.Module]:
 
 
 @contextlib.contextmanager
-def _eval_mode(model):
+def eval_mode(model):
+    """Within this block ``model``'s ``nn.Module`` parts are in ``eval()`` mode; restored afterwards."""
     mods = _modules_of(model) if model is not None else []
     was = [m.training for m in mods]
     for m in mods:

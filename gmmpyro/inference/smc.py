@@ -183,7 +183,7 @@ def run_smc(target: Target, config: SMCConfig | None = None, *, seed: int, progr
     n, device = config.n_particles, target.device
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
-    z = _prior_draws(target, n, seed)  # n k
+    z = target.sample_prior(n, seed=seed).to(dtype=target.dtype, device=target.device)  # n k
     with torch.no_grad():
         log_lik = _finite_or_neg_inf(target.log_likelihood(z))  # n
         log_lik = torch.where(torch.isfinite(target.log_prior(z)), log_lik, -torch.inf)  # a draw on the support's edge
@@ -320,17 +320,6 @@ class _Mover:
             torch.where(keep[:, None], g, grad),
             acc,
         )
-
-
-def _prior_draws(target: Target, n: int, seed: int) -> torch.Tensor:
-    """``n`` prior draws ``z (n, k)`` from torch's global generator seeded with ``seed``, then restored."""
-    cuda = [target.device] if target.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.default_generator.manual_seed(seed)
-        for device in cuda:
-            torch.cuda.default_generators[device.index or torch.cuda.current_device()].manual_seed(seed)
-        with torch.no_grad():
-            return target.sample_prior(n).to(dtype=target.dtype, device=target.device)
 
 
 def _next_increment(log_lik: torch.Tensor, max_delta: float, target_ess: float) -> float:

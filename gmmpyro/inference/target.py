@@ -85,7 +85,7 @@ class Target:
 
     def log_likelihood(self, z: torch.Tensor) -> torch.Tensor:
         """``log L(θ(z))`` of ``z (B, k)``, shape ``(B,)``; NaN becomes ``-inf``."""
-        value = self._log_likelihood(self.constrain(z)).to(z.dtype)
+        value = self._log_likelihood(self.constrain(z)).to(dtype=z.dtype, device=z.device)
         return torch.where(torch.isnan(value), torch.full_like(value, -torch.inf), value)
 
     def log_density(self, z: torch.Tensor, beta: float | torch.Tensor = 1.0) -> torch.Tensor:
@@ -110,6 +110,15 @@ class Target:
         grad = torch.where(finite[:, None] & torch.isfinite(grad), grad, torch.zeros_like(grad))
         return value.detach(), log_lik.detach(), grad
 
-    def sample_prior(self, n: int) -> torch.Tensor:
-        """``n`` prior draws as ``z (n, k)`` (torch's global random stream; seed it around the call)."""
-        return self.unconstrain({name: prior.sample((n,)) for name, prior in self.priors.items()})
+    def sample_prior(self, n: int, *, seed: int) -> torch.Tensor:
+        """``n`` prior draws as ``z (n, k)``, reproducible from ``seed``.
+
+        Distributions draw from torch's global generator: it is seeded here and restored
+        afterwards (with CUDA's for a CUDA target), so the caller's random streams are left alone.
+        """
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            torch.default_generator.manual_seed(seed)
+            for device in cuda:
+                torch.cuda.default_generators[device.index or torch.cuda.current_device()].manual_seed(seed)
+            return self.unconstrain({name: prior.sample((n,)) for name, prior in self.priors.items()})
