@@ -15,7 +15,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from helpers import trained_toy_model
+from helpers import refined_grid, trained_toy_model
 from pyro.infer import MCMC, NUTS
 from test_bayes import (
     BOX,
@@ -29,7 +29,6 @@ from test_bayes import (
     _mcse_mean,
     _mcse_sd,
     _normal_log_prior,
-    _refined_grid,
     _uniform_priors,
 )
 
@@ -64,8 +63,8 @@ def test_nuisance_widens_the_posterior(factory):
     """
     model = NUISANCE_MODELS[factory]()
     x = model.sample(N_EVENTS, torch.tensor([*TRUTH, 0.0], dtype=model.dtype), seed=DATA_SEED)
-    fixed = _refined_grid(model, x, [BOX, BOX, (0.0, 0.0)], 61, 201)  # nu: a length-1 axis at 0
-    marginal = _refined_grid(model, x, [BOX, BOX, (-5.0, 5.0)], 31, 45, _normal_log_prior(2))
+    fixed = refined_grid(model, x, [BOX, BOX, (0.0, 0.0)], 61, 201)  # nu: a length-1 axis at 0
+    marginal = refined_grid(model, x, [BOX, BOX, (-5.0, 5.0)], 31, 45, _normal_log_prior(2))
     assert marginal.mean_sd(1)[1] > 1.05 * fixed.mean_sd(1)[1]
 
     idata = sample_posterior(
