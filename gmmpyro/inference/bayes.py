@@ -99,16 +99,32 @@ def sample_posterior(
     log_likelihood: bool = True,
     sampler: Literal["nuts", "batched", "smc"] = "nuts",
 ):
-    r"""Sample ``p(θ | x_obs) ∝ Π_i p(x_i | θ)^{w_i} · Π_j π_j(θ_j) · Π_t e^{t(θ)}`` with NUTS.
+    r"""Sample ``p(θ | x_obs) ∝ Π_i p(x_i | θ)^{w_i} · Π_j π_j(θ_j) · Π_t e^{t(θ)}``.
+
+    Three samplers (see "Which sampler?" in the docs):
+
+    * ``"nuts"``: Pyro's NUTS, chains one after the other;
+    * ``"batched"``: ``num_chains`` HMC chains with ChEES adaptation advanced together, one
+      likelihood pass per leapfrog step for all of them
+      (:func:`~gmmpyro.inference.chees.run_batched_hmc`); a few dozen chains adapt best;
+    * ``"smc"``: ``num_chains`` independent runs of likelihood-tempered sequential Monte
+      Carlo (:func:`~gmmpyro.inference.smc.run_smc`), each a "chain" of
+      ``config.n_particles`` equally weighted draws (``num_samples`` and ``warmup_steps`` do
+      not apply): separated modes get their correct weights, and the log evidence comes
+      with them.
 
     The result has the groups
 
     * ``posterior``: one variable per sampled parameter, ``(chain, draw)``, constrained
-      space; attributes ``seed``, ``chain_seeds``, ``sampling_time`` (s, per chain),
-      ``n_grad_evals`` (per chain, warm-up included), ``num_warmup``, ``fixed_params``;
-    * ``sample_stats``: ``lp`` (log density in Pyro's unconstrained space, Jacobians
-      included, as Stan's ``lp__``), ``diverging``, ``energy``, ``step_size``, ``n_steps``,
-      ``tree_depth``, ``acceptance_rate``;
+      space; attributes ``sampler``, ``seed``, ``chain_seeds``, ``sampling_time`` (s, per
+      chain; one number for ``"batched"``), ``n_grad_evals`` (warm-up included; for
+      ``"smc"`` ``n_likelihood_evals``), ``num_warmup``, ``fixed_params``; for ``"smc"``
+      also ``log_evidence`` and ``log_evidence_se`` (per run: ``log ∫ prior · L``, the
+      likelihood with its normalisation, priors normalised) and ``n_tempering_steps``;
+    * ``sample_stats``: ``lp`` (log density in the unconstrained space, Jacobians
+      included, as Stan's ``lp__``); for the HMC samplers ``diverging``, ``energy``,
+      ``step_size``, ``n_steps``, ``acceptance_rate`` (and NUTS' ``tree_depth``); for
+      ``"smc"`` ``lineage``, the prior draw each particle descends from;
     * ``log_likelihood``: ``x``, ``(chain, draw, event)``, unweighted ``log p(x_i | θ)``;
     * ``observed_data``: ``x``, ``(event, observable)``;
     * ``constant_data``: the fixed parameters (scalars; 1-element arrays with ArviZ 0.x),
@@ -121,7 +137,8 @@ def sample_posterior(
             prior; for a nuisance parameter ``Normal(0, 1)`` makes it a constrained nuisance),
             or a number, which fixes the parameter. A ``ValueError`` lists unknown or missing names.
         num_samples, warmup_steps: draws kept and warm-up (adaptation) iterations per chain.
-        num_chains: chains, run one after the other (see the module docstring).
+        num_chains: chains (``"nuts"``: one after the other, see the module docstring;
+            ``"batched"``: at least 2, together) or SMC runs.
         device: run the likelihood there; a model elsewhere is copied with ``model.to(device)``
             (the caller's model is left where it is). Priors and the sampler's state stay
             where the priors' tensors are (usually the CPU: ``k`` numbers).
@@ -130,9 +147,11 @@ def sample_posterior(
         extra_terms: callables ``term(theta (*batch, k)) -> (*batch)`` added to the log
             posterior, e.g. :class:`~gmmpyro.inference.terms.PoissonTerm`.
         seed: seed of every random stream; ``None`` draws one (stored in the attributes).
-        progress: show Pyro's progress bars; diagnostics go to :mod:`logging` either way.
-        config: NUTS settings, :class:`NUTSConfig`.
+        progress: show progress bars; diagnostics go to :mod:`logging` either way.
+        config: the sampler's settings: :class:`NUTSConfig`, :class:`BatchedHMCConfig` or
+            :class:`SMCConfig` (default: the sampler's defaults).
         log_likelihood: store the per-event log-likelihood group (``chain × draw × N`` numbers).
+        sampler: ``"nuts"``, ``"batched"`` or ``"smc"``.
 
     Returns:
         ``arviz.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (ArviZ 1.x), groups as above.
