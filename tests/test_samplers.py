@@ -11,6 +11,7 @@ correlated: this bounds their ESS from below, so the tolerance is conservative).
 from __future__ import annotations
 
 import math
+import warnings
 
 import arviz as az
 import numpy as np
@@ -119,3 +120,15 @@ def test_batched_starts_skip_draws_the_model_cannot_score():
     assert bool((starts > 0.5).all())
     with pytest.raises(ValueError, match="none of 500 prior draws has a finite likelihood"):
         resampled_starts(Target({"a": dist.Uniform(-1.0, 1.0)}, lambda v: v["a"] * torch.nan), 4, 500, seed=1)
+
+
+def test_smc_runs_that_disagree_on_the_evidence_warn():
+    from gmmpyro.exceptions import ConvergenceWarning
+    from gmmpyro.inference.bayes import _report_smc
+
+    lineage = np.arange(200).reshape(2, 100)
+    with pytest.warns(ConvergenceWarning, match=r"disagree on the log evidence \(0.000 ± 0.100, 1.000 ± 0.100\)"):
+        _report_smc(lineage, {"log_evidence": [0.0, 1.0], "log_evidence_se": [0.1, 0.1]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _report_smc(lineage, {"log_evidence": [0.0, 0.3], "log_evidence_se": [0.1, 0.1]})  # 2.1 σ apart

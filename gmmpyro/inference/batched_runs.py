@@ -95,12 +95,16 @@ def smc_output(target: Target, *, seeds: list[int], config: SMCConfig, progress:
     give a second error estimate of ``log Z``: the spread of the runs' values.
     """
     runs = [run_smc(target, config, seed=s, progress=progress) for s in seeds]
-    z = torch.stack([r.z for r in runs])  # C n k
+    # resampling leaves the particles in their ancestors' order; shuffled, the halves that split R-hat
+    # compares are exchangeable
+    orders = [torch.randperm(config.n_particles, generator=torch.Generator().manual_seed(s)) for s in seeds]
+    z = torch.stack([r.z[order.to(r.z.device)] for r, order in zip(runs, orders, strict=True)])  # C n k
+    lineage = torch.stack([r.eve.cpu()[order] for r, order in zip(runs, orders, strict=True)])  # C n
     with torch.no_grad():
         lp = target.log_density(z.reshape(-1, target.dim)).reshape(z.shape[:2])
     stats = {
         "lp": lp.double().cpu().numpy(),
-        "lineage": torch.stack([r.eve for r in runs]).cpu().numpy().astype(np.int64),
+        "lineage": lineage.numpy().astype(np.int64),
     }
     log_z = [r.log_evidence for r in runs]
     attrs = {

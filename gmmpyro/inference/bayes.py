@@ -232,6 +232,8 @@ def sample_posterior(
         groups["constant_data"] = constant
 
     _report(posterior, stats, num_chains)
+    if sampler == "smc":
+        _report_smc(stats["lineage"], output.attrs)
     attrs = {
         **output.attrs,
         "num_warmup": 0 if sampler == "smc" else warmup_steps,
@@ -250,6 +252,29 @@ def sample_posterior(
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def _report_smc(lineage: np.ndarray, attrs: dict) -> None:
+    """Log each SMC run's evidence and distinct lineages; warn when the runs disagree on ``log Z``.
+
+    Runs that each found every mode agree on ``log Z`` within their standard errors; a run
+    that missed a mode, or moves that mix too slowly, show up as a disagreement.
+    """
+    log_z, se = np.asarray(attrs["log_evidence"]), np.asarray(attrs["log_evidence_se"])
+    for run, (value, error, ancestors) in enumerate(zip(log_z, se, lineage, strict=True)):
+        shares = np.unique(ancestors, return_counts=True)[1] / ancestors.size
+        logger.info("SMC run %d: log evidence %.4f ± %.4f, %.0f distinct lineages of %d particles",
+                    run, value, error, 1.0 / float(np.sum(shares**2)), ancestors.size)  # fmt: skip
+    gap = np.abs(log_z[:, None] - log_z[None, :])
+    allowed = 3 * np.sqrt(se[:, None] ** 2 + se[None, :] ** 2)
+    if (gap > allowed).any():
+        values = ", ".join(f"{v:.3f} ± {e:.3f}" for v, e in zip(log_z, se, strict=True))
+        warn(
+            f"the SMC runs disagree on the log evidence ({values}): "
+            "a run may have missed a mode, or its moves mix too slowly; use more particles or "
+            "SMCConfig(n_mcmc_steps=...)",
+            ConvergenceWarning,
+        )
 
 
 def _nuts_output(
