@@ -107,6 +107,8 @@ def test_sampler_and_config_must_match():
         sample_posterior(toy, x, _priors(), sampler="smc", config=NUTSConfig(), progress=False)
     with pytest.raises(TypeError, match="must be a BatchedHMCConfig"):
         sample_posterior(toy, x, _priors(), sampler="batched", config=SMCConfig(), progress=False)
+    with pytest.raises(ValueError, match="needs num_chains >= 2"):
+        sample_posterior(toy, x, _priors(), sampler="batched", num_chains=1, progress=False)
 
 
 def test_batched_starts_skip_draws_the_model_cannot_score():

@@ -189,6 +189,8 @@ def sample_posterior(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if sampler == "batched" and num_chains < 2:
+        raise ValueError(f"sampler='batched' needs num_chains >= 2 (a few dozen adapt best), got {num_chains}")
     if device is not None:
         model = _on_device(model, torch.device(device))
     params = tuple(model.params)
