@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CUDA check in under five minutes: the tests marked `gpu` and the distribution battery on CUDA, then the low-rank design's
-# log_prob + gradient, 61 x 61 scan and NUTS speed on CUDA at 400, 10 000 and 100 000 events.
+# log_prob + gradient, 61 x 61 scan and NUTS speed on CUDA at 400, 10 000 and 100 000 events, and the batched
+# sampler with 64 and 1024 chains at 400 events.
 #
 # Run from anywhere with the project's Python (the virtual environment's, or $PYTHON):
 #
@@ -10,8 +11,8 @@
 #
 # Settings (environment): MODEL, a saved low-rank DensityModel (default: a fresh one fitted for
 # one epoch; its timings hold, its ESS does not); DEVICE (cuda); DTYPE (float32); EVENTS
-# ("400 10000 100000"); GRID (61); CHAINS, WARMUP, DRAWS (2, 300, 300); THREADS (1);
-# SKIP_TESTS (0). Prints the machine, pytest's output and one Markdown table; exits with
+# ("400 10000 100000"); GRID (61); CHAINS, WARMUP, DRAWS (2, 300, 300); BATCHED_CHAINS, chain
+# counts of the batched sampler at the first EVENTS value ("64 1024"); THREADS (1); SKIP_TESTS (0). Prints the machine, pytest's output and one Markdown table; exits with
 # pytest's status.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python}
 export DEVICE=${DEVICE:-cuda} DTYPE=${DTYPE:-float32} EVENTS=${EVENTS:-400 10000 100000} GRID=${GRID:-61}
 export CHAINS=${CHAINS:-2} WARMUP=${WARMUP:-300} DRAWS=${DRAWS:-300} THREADS=${THREADS:-1} MODEL=${MODEL:-}
+export BATCHED_CHAINS=${BATCHED_CHAINS:-64 1024}
 SKIP_TESTS=${SKIP_TESTS:-0}
 
 echo "machine: $(uname -srm)"
@@ -51,9 +53,12 @@ import warnings
 from dataclasses import replace
 
 sys.path.append(os.path.abspath("benchmarks"))  # appended: benchmarks/profile.py must not shadow `profile`
+import arviz as az  # noqa: E402
+import pyro.distributions as dist  # noqa: E402
 import torch  # noqa: E402
 from speed import gmmpyro_model, grid_seconds, log_prob_grad_ms, nuts_numbers, scan_seconds, toy_events  # noqa: E402
 
+from gmmpyro.inference.bayes import sample_posterior  # noqa: E402
 from gmmpyro.toy import ToyModel, paper_config  # noqa: E402
 
 env = os.environ
@@ -81,6 +86,22 @@ with warnings.catch_warnings():  # an untrained model's fits and chains warn; th
             f"{name}, {n} events: NUTS {chains} × ({warmup} + {draws})",
             f"{r['wall_s']:.3g} s, {r['grad_evals_per_s']:.0f} grad evals/s, bulk ESS/s (min) "
             f"{r['min_bulk_ess_per_s']:.3g}, {100 * r['log_prob_share']:.0f} % in log_prob",
+        ))
+    # the batched sampler: K chains advanced together, priors on the device so the whole state stays there
+    n_first = int(env["EVENTS"].split()[0])
+    x = toy_events(n_first, 1, device, dtype)
+    low, high = (torch.tensor(v, dtype=dtype, device=device) for v in (-1.5, 1.5))
+    for chains_k in (int(v) for v in env["BATCHED_CHAINS"].split()):
+        tic_k = time.perf_counter()
+        idata = sample_posterior(model, x, {p: dist.Uniform(low, high) for p in model.params}, sampler="batched",
+                                 num_chains=chains_k, num_samples=draws, warmup_steps=warmup, seed=0,
+                                 progress=False, log_likelihood=False)  # fmt: skip
+        wall = time.perf_counter() - tic_k
+        ess = min(float(az.ess(idata["posterior"][p].values, method="bulk")) for p in model.params)
+        rows.append((
+            f"{name}, {n_first} events: batched HMC {chains_k} × ({warmup} + {draws})",
+            f"{wall:.3g} s, {idata['posterior'].attrs['n_grad_evals'] / wall:.0f} chain-gradients/s, "
+            f"bulk ESS/s (min) {ess / wall:.3g}",
         ))
 print()
 print(f"torch {torch.__version__}, device {device}"
