@@ -55,6 +55,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
@@ -398,8 +399,10 @@ def _report(posterior: dict, stats: dict, num_chains: int) -> None:
     n_div = int(stats["diverging"].sum()) if "diverging" in stats else 0
     for name, d in posterior.items():
         usable = d.shape[1] >= 4 and np.ptp(d) > 0  # constant draws: no diagnostics (ArviZ divides by 0)
-        r = float(az.rhat(d)) if usable and num_chains > 1 else math.nan
-        ess = float(az.ess(d, method="bulk")) if usable else math.nan
+        with warnings.catch_warnings():  # many short batched chains: ArviZ suspects transposed input
+            warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
+            r = float(az.rhat(d)) if usable and num_chains > 1 else math.nan
+            ess = float(az.ess(d, method="bulk")) if usable else math.nan
         logger.info("%s: mean %.4g, sd %.3g, bulk ESS %.0f, R-hat %.4f", name, d.mean(), d.std(), ess, r)
         if r > _RHAT_MAX:
             warn(
