@@ -97,7 +97,7 @@ def _truncate(log_component, u, means, widths, bounds, truncated) -> torch.Tenso
     """
     lo, hi = bounds
     a, b = (lo - means) / widths, (hi - means) / widths
-    wide = (b - a) < (8 * torch.finfo(widths.dtype).eps) ** (1 / 3)
+    wide = widths > (hi - lo) / (8 * torch.finfo(widths.dtype).eps) ** (1 / 3)  # (b - a) below (8ε)^⅓
     if truncated is not None:
         wide = wide & truncated
     if widths.device.type == "cpu" and not bool(wide.any()):  # the usual case: no wide component
