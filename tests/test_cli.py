@@ -129,6 +129,29 @@ def test_train_sample_infer_round_trip(toy_files, tmp_path):
     assert np.asarray(scan["q"]).shape == (5, 5)
 
 
+def test_quiet_sampler_choice_and_version(toy_files, tmp_path, capsys):
+    import arviz as az
+
+    from gmmpyro.exceptions import ConvergenceWarning
+
+    model = tmp_path / "m.gmm"
+    main(["train", str(toy_files / "train.npz"), "--observables", "x0:100:800", "x1:100:800", "x2:-3.1416:3.1416",
+          "x3", "--params", "cx", "cy", "--epochs", "1", "--out", str(model), "--quiet"])  # fmt: skip
+    capsys.readouterr()
+    main(["sample", str(model), "--theta", "cx=0.2", "cy=-0.1", "-n", "5", "--out", str(tmp_path / "s.npz"), "--quiet"])
+    assert capsys.readouterr().out == ""
+    with pytest.warns(ConvergenceWarning):  # 4 chains of 20 draws
+        main(["infer", str(model), "--events", str(toy_files / "observed.npz"), "--prior", "cx=uniform:-1:1",
+              "cy=uniform:-1:1", "--sampler", "batched", "--chains", "4", "--warmup", "20", "--draws", "20",
+              "--quiet", "--out", str(tmp_path / "inf")])  # fmt: skip
+    assert "it/s" not in capsys.readouterr().err  # no progress bar
+    posterior = az.from_netcdf(str(tmp_path / "inf" / "posterior.nc"))["posterior"]
+    assert posterior.attrs["sampler"] == "ChEES-HMC" and posterior["cx"].shape == (4, 20)
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("gmmpyro ")
+
+
 def test_bad_files_and_columns_give_clear_errors(toy_files, tmp_path):
     with pytest.raises(SystemExit, match=r"no column\(s\) \['x9'\]"):
         main(

@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from .demo import DemoSettings, add_demo_command, run_demo
 from .errors import run_command
 from .infer import add_infer_command
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         ('sample', [('cx', 0.5)], 'run_sample')
     """
     parser = argparse.ArgumentParser(prog="gmmpyro", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gmmpyro {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for add_command in (add_demo_command, add_train_command, add_sample_command, add_infer_command, add_report_command):
         add_command(commands)

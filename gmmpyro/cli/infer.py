@@ -43,11 +43,18 @@ def add_infer_command(subparsers) -> argparse.ArgumentParser:
         metavar="NAME=normal:MEAN:SD",
         help="Gaussian constraint terms of the profile likelihood (auxiliary measurements)",
     )
-    infer.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
+    infer.add_argument(
+        "--sampler",
+        choices=("nuts", "batched", "smc"),
+        default="nuts",
+        help="posterior sampler: Pyro NUTS, batched HMC chains, or tempered SMC for several modes (default nuts)",
+    )
+    infer.add_argument("--chains", type=int, default=4, help="chains, or SMC runs (default 4)")
     infer.add_argument("--warmup", type=int, default=1000, help="warm-up steps per chain (default 1000)")
     infer.add_argument("--draws", type=int, default=1000, help="draws per chain (default 1000)")
     infer.add_argument("--seed", type=int, default=0, help="seed of the chains (default 0)")
     infer.add_argument("--device", type=parse_device, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
+    infer.add_argument("--quiet", action="store_true", help="no progress bars")
     infer.add_argument(
         "--out", default="gmmpyro-infer", help="output folder: posterior.nc, scan.json (default gmmpyro-infer)"
     )
@@ -90,6 +97,8 @@ def run_infer(args: argparse.Namespace) -> None:
             num_chains=args.chains,
             device=args.device,
             seed=args.seed,
+            progress=not args.quiet,
+            sampler=args.sampler,
         )
         idata.to_netcdf(str(out / "posterior.nc"))
         import arviz as az

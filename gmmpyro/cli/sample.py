@@ -30,6 +30,7 @@ def add_sample_command(subparsers) -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, help="seed of the draw (default: fresh randomness)")
     sample.add_argument("--device", type=parse_device, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     sample.add_argument("--out", required=True, help=".npz, .csv or .parquet file to write")
+    sample.add_argument("--quiet", action="store_true", help="no message on standard output")
     sample.set_defaults(run=run_sample)
     return sample
 
@@ -51,4 +52,5 @@ def run_sample(args: argparse.Namespace) -> None:
     theta = torch.tensor([values[p] for p in model.params])
     x = model.sample(args.n, theta, seed=args.seed).cpu().numpy()
     write_columns(args.out, {o.name: x[:, i] for i, o in enumerate(model.observables)})
-    print(f"wrote {args.n} events to {args.out}")
+    if not args.quiet:
+        print(f"wrote {args.n} events to {args.out}")
