@@ -58,7 +58,7 @@ def test_python_m_runs_the_command(package, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         exec(compile(path.read_text(), str(path), "exec"), {"__name__": "__main__", "__package__": package})
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out.startswith("usage: gmmpyro [-h] {demo,train,sample,infer,report}")
+    assert capsys.readouterr().out.startswith("usage: gmmpyro [-h] [--version] {demo,train,sample,infer,report}")
 
 
 def test_parsers():
