@@ -9,7 +9,6 @@ attributes for the ArviZ result.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,7 +63,7 @@ def resampled_starts(target: Target, n_chains: int, n_init: int, seed: int) -> t
             f"none of {n_init} prior draws has a finite likelihood: the priors miss the data, "
             "or the model cannot score them"
         )
-    weights = torch.softmax(torch.where(finite, log_lik, -math.inf), 0)
+    weights = torch.softmax(log_lik, 0)  # the target reads what the model cannot score as -inf
     generator = torch.Generator(device=weights.device).manual_seed(seed)
     return z[torch.multinomial(weights, n_chains, replacement=True, generator=generator)]
 

@@ -185,7 +185,7 @@ def run_smc(target: Target, config: SMCConfig | None = None, *, seed: int, progr
     gen.manual_seed(seed)
     z = target.sample_prior(n, seed=seed).to(dtype=target.dtype, device=target.device)  # n k
     with torch.no_grad():
-        log_lik = _finite_or_neg_inf(target.log_likelihood(z))  # n
+        log_lik = target.log_likelihood(z)  # n; -inf where the model cannot score
         log_lik = torch.where(torch.isfinite(target.log_prior(z)), log_lik, -torch.inf)  # a draw on the support's edge
     alive = torch.isfinite(log_lik)
     n_alive = int(alive.sum())
@@ -266,7 +266,7 @@ class _Mover:
             self.n_evals += n
         else:
             with torch.no_grad():
-                log_lik = _finite_or_neg_inf(self.target.log_likelihood(z))
+                log_lik = self.target.log_likelihood(z)
                 value = self.target.log_prior(z) + beta * log_lik
             self.n_evals += n
             grad = None
@@ -289,7 +289,7 @@ class _Mover:
         step = self._jittered_step(z)  # n 1
         proposal = z + step * (torch.randn(z.shape, generator=self.gen, **_like(z)) @ chol.T)  # n k
         with torch.no_grad():
-            prop_lik = _finite_or_neg_inf(self.target.log_likelihood(proposal))
+            prop_lik = self.target.log_likelihood(proposal)
             prop_value = _finite_or_neg_inf(self.target.log_prior(proposal) + beta * prop_lik)
         self.n_evals += z.shape[0]
         acc = torch.exp(torch.clamp(prop_value - value, max=0.0))  # n; -inf proposals: 0
@@ -316,7 +316,7 @@ class _Mover:
         return (
             torch.where(keep[:, None], q, z),
             torch.where(keep, q_value, value),
-            torch.where(keep, _finite_or_neg_inf(q_lik), log_lik),
+            torch.where(keep, q_lik, log_lik),
             torch.where(keep[:, None], g, grad),
             acc,
         )

@@ -26,7 +26,7 @@ class Target:
         priors: ``{name: univariate torch or Pyro distribution}``; their order is the order
             of ``z``'s columns.
         log_likelihood: ``{name: (B,)} -> (B,)``, the log-likelihood of ``B`` parameter
-            points (NaN is read as ``-inf``: a point the model cannot score).
+            points (NaN and ``+inf`` are read as ``-inf``: a point the model cannot score).
         dtype, device: of ``z``.
 
     Example:
@@ -84,9 +84,9 @@ class Target:
         return total
 
     def log_likelihood(self, z: torch.Tensor) -> torch.Tensor:
-        """``log L(θ(z))`` of ``z (B, k)``, shape ``(B,)``; NaN becomes ``-inf``."""
+        """``log L(θ(z))`` of ``z (B, k)``, shape ``(B,)``; NaN and ``+inf`` become ``-inf``."""
         value = self._log_likelihood(self.constrain(z)).to(dtype=z.dtype, device=z.device)
-        return torch.where(torch.isnan(value), torch.full_like(value, -torch.inf), value)
+        return torch.where(torch.isfinite(value), value, torch.full_like(value, -torch.inf))
 
     def log_density(self, z: torch.Tensor, beta: float | torch.Tensor = 1.0) -> torch.Tensor:
         """``log_prior(z) + β · log_likelihood(z)``, shape ``(B,)``."""
