@@ -59,13 +59,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,7 +77,7 @@ import pyro.distributions as dist  # noqa: E402
 import torch  # noqa: E402
 from nuts import machine_info  # noqa: E402  (benchmarks/nuts.py)
 from pyro.infer import MCMC, NUTS  # noqa: E402
-from speed import toy_events  # noqa: E402  (benchmarks/speed.py)
+from speed import load_average, toy_events, warnings_into  # noqa: E402  (benchmarks/speed.py)
 
 import gmmpyro  # noqa: E402
 from gmmpyro.inference.batched_runs import resampled_starts  # noqa: E402
@@ -118,15 +115,6 @@ def lineages(eve: np.ndarray) -> float:
 
 def _row(name: str, wall: float, ess: float, evals: int, **accuracy) -> dict:
     return {"row": name, "wall_s": wall, "ess": ess, "ess_per_s": ess / wall, "evals": int(evals), **accuracy}
-
-
-@contextlib.contextmanager
-def _warnings_into(notes: list[str], name: str):
-    """Collect a row's warnings (R̂, divergences) for the notes below its table."""
-    with warnings.catch_warnings(record=True) as log:
-        warnings.simplefilter("always")
-        yield
-    notes.extend(dict.fromkeys(f"{name}: {w.category.__name__}: {str(w.message).splitlines()[0]}" for w in log))
 
 
 def pyro_nuts(target: Target, *, chains: int, warmup: int, draws: int, seed: int) -> dict:
@@ -237,7 +225,7 @@ def case_a(args, notes: list[str]) -> dict:
     grid_s = time.perf_counter() - start
 
     def run(name: str, sampler: str, config, chains: int, warmup: int, draws: int) -> dict:
-        with _warnings_into(notes, f"a, {name}"):
+        with warnings_into(notes, f"a, {name}"):
             start = time.perf_counter()
             idata = sample_posterior(density, x, priors, sampler=sampler, config=config, num_chains=chains,
                                      warmup_steps=warmup, num_samples=draws, seed=args.seed, progress=False,
@@ -437,13 +425,6 @@ def _pair(text: str) -> tuple[int, int]:
     return parts
 
 
-def _load_average() -> tuple[float, ...] | None:
-    try:
-        return os.getloadavg()
-    except (AttributeError, OSError):  # not on every platform
-        return None
-
-
 _SIZES: dict[str, tuple[object, object]] = {  # full, quick
     "nuts_a": ((4, 250, 250), (2, 50, 50)),
     "batched_a": ([(4, 100, 100), (64, 50, 30)], [(4, 50, 20), (8, 50, 20)]),
@@ -478,7 +459,7 @@ def main(argv: list[str] | None = None) -> dict:
             setattr(args, key, quick if args.quick else full)
 
     torch.set_num_threads(args.threads)
-    load_start, start = _load_average(), time.perf_counter()
+    load_start, start = load_average(), time.perf_counter()
     notes: list[str] = []
     results: dict[str, object] = {}
     steps: dict[str, Callable[[], object]] = {
@@ -490,7 +471,7 @@ def main(argv: list[str] | None = None) -> dict:
         tic = time.perf_counter()
         results[case] = steps[case]()
         print(f"case {case}: {time.perf_counter() - tic:.0f} s", file=sys.stderr, flush=True)
-    total, load_end = time.perf_counter() - start, _load_average()
+    total, load_end = time.perf_counter() - start, load_average()
 
     machine = {**machine_info("cpu"), "gmmpyro": gmmpyro.__version__, "arviz": az.__version__}
     print("machine: " + " | ".join(f"{k} {v}" for k, v in machine.items()))

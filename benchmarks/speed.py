@@ -150,7 +150,7 @@ def gmmpyro_model(path: str | None, network, data, *, device, dtype, seed: int):
 
 
 @contextlib.contextmanager
-def _warnings_into(notes: list[str], name: str):
+def warnings_into(notes: list[str], name: str):
     """Collect the warnings of one row (untrained models give many) for the notes below the table."""
     with warnings.catch_warnings(record=True) as log:
         warnings.simplefilter("always")
@@ -168,7 +168,7 @@ def measure(name: str, density, events: dict, args, notes: list[str]) -> dict:
     """All columns of one row."""
     small, large = events["small"], events["large"]
     r = {"weights": _n_weights(density)}
-    with _warnings_into(notes, name):
+    with warnings_into(notes, name):
         r["log_prob_grad_ms"] = log_prob_grad_ms(density, small, args.repeats)
         r["log_prob_grad_large_ms"] = log_prob_grad_ms(density, large, args.repeats)
         r["grid_s"] = grid_seconds(density, small, args.grid)
@@ -180,7 +180,8 @@ def measure(name: str, density, events: dict, args, notes: list[str]) -> dict:
     return r
 
 
-def _load_average() -> tuple[float, ...] | None:
+def load_average() -> tuple[float, ...] | None:
+    """``os.getloadavg()``, or ``None`` where the platform has none."""
     try:
         return os.getloadavg()
     except (AttributeError, OSError):  # not on every platform
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
             setattr(args, key, quick if args.quick else full)
 
     torch.set_num_threads(args.threads)
-    load_start = _load_average()
+    load_start = load_average()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     rows = [r for r in args.rows if not (args.skip_peers and r in _PEER_PACKAGE)]
     missing = [r for r in rows if r in _PEER_PACKAGE and importlib.util.find_spec(_PEER_PACKAGE[r]) is None]
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {name: measure(name, d, events, args, notes) for name, d in densities.items()}
     for name, r in results.items():
         r["origin"] = origin[name]
-    load_end = _load_average()
+    load_end = load_average()
 
     machine = {**machine_info(device), "gmmpyro": gmmpyro.__version__, "dtype": args.dtype,
                "load_average_start": load_start, "load_average_end": load_end}  # fmt: skip
