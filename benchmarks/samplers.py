@@ -84,7 +84,7 @@ from gmmpyro.inference.batched_runs import resampled_starts  # noqa: E402
 from gmmpyro.inference.bayes import BatchedHMCConfig, NUTSConfig, SMCConfig, sample_posterior  # noqa: E402
 from gmmpyro.inference.chees import run_batched_hmc  # noqa: E402
 from gmmpyro.inference.likelihood import Likelihood  # noqa: E402
-from gmmpyro.inference.smc import run_smc  # noqa: E402
+from gmmpyro.inference.smc import distinct_lineages, run_smc  # noqa: E402
 from gmmpyro.inference.target import Target  # noqa: E402
 from gmmpyro.toy import ToyModel  # noqa: E402
 
@@ -105,12 +105,6 @@ FUNNEL_SD_V = 3.0
 def min_bulk_ess(draws: dict[str, np.ndarray]) -> float:
     """The smallest bulk ESS over parameters of ``{name: (chain, draw)}``."""
     return min(float(az.ess(d, method="bulk")) for d in draws.values())
-
-
-def lineages(eve: np.ndarray) -> float:
-    """Distinct lineages ``1 / Σ_e (n_e / n)²`` of one SMC run's ancestor indices ``(n,)``."""
-    share = np.unique(eve, return_counts=True)[1] / len(eve)
-    return float(1.0 / np.square(share).sum())
 
 
 def _row(name: str, wall: float, ess: float, evals: int, **accuracy) -> dict:
@@ -159,7 +153,7 @@ def smc(target: Target, *, runs: int, particles: int, seed: int) -> dict:
         "z": torch.stack([r.z for r in results]),
         "wall_s": time.perf_counter() - start,
         "evals": sum(r.n_likelihood_evals for r in results),
-        "lineages": sum(lineages(r.eve.cpu().numpy()) for r in results),
+        "lineages": sum(distinct_lineages(r.eve) for r in results),
         "log_z": [r.log_evidence for r in results],
         "log_z_se": [r.log_evidence_se for r in results],
     }
@@ -234,7 +228,7 @@ def case_a(args, notes: list[str]) -> dict:
         draws_ = {p: idata["posterior"][p].values for p in density.params}  # C D
         attrs = idata["posterior"].attrs
         if sampler == "smc":
-            ess = sum(lineages(e) for e in idata["sample_stats"]["lineage"].values)
+            ess = sum(distinct_lineages(e) for e in idata["sample_stats"]["lineage"].values)
             evals = sum(np.atleast_1d(attrs["n_likelihood_evals"]))
         else:
             ess, evals = min_bulk_ess(draws_), int(np.sum(attrs["n_grad_evals"]))

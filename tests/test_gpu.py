@@ -113,6 +113,7 @@ def test_batched_samplers_on_cuda_agree_with_the_cpu(sampler):
 
     from gmmpyro import bayes
     from gmmpyro.inference.bayes import SMCConfig
+    from gmmpyro.inference.smc import distinct_lineages
 
     model = trained_toy_model()
     x = ToyModel().sample(400, [0.4, -0.6], seed=5)
@@ -126,9 +127,8 @@ def test_batched_samplers_on_cuda_agree_with_the_cpu(sampler):
             runs[device] = bayes.sample_posterior(
                 copy.deepcopy(model).to(device), x.to(device), {"cx": dist.Uniform(low, high),
                 "cy": dist.Uniform(low, high)}, sampler=sampler, seed=0, progress=False, **options)  # fmt: skip
-    def lineages(idata) -> float:  # distinct prior ancestors, 1 / Σ (n_e/n)², summed over the runs
-        runs_ = np.asarray(idata["sample_stats"]["lineage"].values)
-        return sum(1.0 / float(np.sum((np.unique(r, return_counts=True)[1] / r.size) ** 2)) for r in runs_)
+    def lineages(idata) -> float:  # distinct prior ancestors, summed over the runs
+        return sum(distinct_lineages(r) for r in idata["sample_stats"]["lineage"].values)
 
     for name in ("cx", "cy"):
         draws = {d: np.asarray(idata["posterior"][name].values) for d, idata in runs.items()}

@@ -21,6 +21,7 @@ import torch
 from helpers import refined_grid
 
 from gmmpyro.inference.bayes import NUTSConfig, SMCConfig, sample_posterior
+from gmmpyro.inference.smc import distinct_lineages
 from gmmpyro.toy import ToyModel
 
 TRUTH = (0.8, -0.8)
@@ -40,12 +41,7 @@ def _priors():
 
 
 def _lineage_ess(idata) -> float:
-    lineage = np.asarray(idata["sample_stats"]["lineage"].values)  # chain particle
-    total = 0.0
-    for run in lineage:
-        share = np.unique(run, return_counts=True)[1] / run.size
-        total += 1.0 / float(np.sum(share**2))
-    return total
+    return sum(distinct_lineages(run) for run in idata["sample_stats"]["lineage"].values)  # chain particle
 
 
 def _check_against_grid(idata, exact, ess_of) -> None:

@@ -15,15 +15,14 @@ import pytest
 import torch
 import torch.distributions as d
 
-from gmmpyro.inference.smc import SMCConfig, SMCResult, run_smc
+from gmmpyro.inference.smc import SMCConfig, SMCResult, distinct_lineages, run_smc
 from gmmpyro.inference.target import Target
 
 F64 = torch.float64
 
 
 def _n_eff(result: SMCResult) -> float:
-    share = torch.bincount(result.eve, minlength=len(result.eve)).to(F64) / len(result.eve)
-    return 1.0 / float((share**2).sum())
+    return distinct_lineages(result.eve)
 
 
 def _theta(target: Target, result: SMCResult) -> torch.Tensor:

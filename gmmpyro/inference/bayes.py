@@ -72,7 +72,7 @@ from .chees import BatchedHMCConfig
 from .from_mcmc import from_mcmc
 from .likelihood import Likelihood
 from .posterior_data import to_arviz
-from .smc import SMCConfig
+from .smc import SMCConfig, distinct_lineages
 from .target import Target
 
 __all__ = ["BatchedHMCConfig", "NUTSConfig", "SMCConfig", "from_mcmc", "sample_posterior"]
@@ -265,9 +265,8 @@ def _report_smc(lineage: np.ndarray, attrs: dict) -> None:
     """
     log_z, se = np.asarray(attrs["log_evidence"]), np.asarray(attrs["log_evidence_se"])
     for run, (value, error, ancestors) in enumerate(zip(log_z, se, lineage, strict=True)):
-        shares = np.unique(ancestors, return_counts=True)[1] / ancestors.size
         logger.info("SMC run %d: log evidence %.4f ± %.4f, %.0f distinct lineages of %d particles",
-                    run, value, error, 1.0 / float(np.sum(shares**2)), ancestors.size)  # fmt: skip
+                    run, value, error, distinct_lineages(ancestors), ancestors.size)  # fmt: skip
     gap = np.abs(log_z[:, None] - log_z[None, :])
     allowed = 3 * np.sqrt(se[:, None] ** 2 + se[None, :] ** 2)
     if (gap > allowed).any():

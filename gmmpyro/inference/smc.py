@@ -52,7 +52,7 @@ import torch
 from .._progress import progress_bar
 from .target import Target
 
-__all__ = ["SMCConfig", "SMCResult", "run_smc"]
+__all__ = ["SMCConfig", "SMCResult", "distinct_lineages", "run_smc"]
 
 _BISECTION_STEPS = 60  # halvings of [0, 1 - β]: the increment to ~1e-18
 # each particle's step is the tuned one times e^U, U ~ Uniform(-1, 1): drawn independently of the
@@ -320,6 +320,21 @@ class _Mover:
             torch.where(keep[:, None], g, grad),
             acc,
         )
+
+
+def distinct_lineages(eve) -> float:
+    """``1 / Σ_e (n_e / n)²`` of one run's ancestor indices ``eve (n,)``: a lower bound on its ESS.
+
+    ``n_e`` counts the final particles descending from prior draw ``e``; particles of one
+    lineage are correlated, those of different lineages are not.
+
+    Example:
+        >>> distinct_lineages(torch.tensor([0, 0, 1, 2]))
+        2.6666666666666665
+    """
+    eve = torch.as_tensor(eve)
+    share = torch.unique(eve, return_counts=True)[1].double() / eve.numel()
+    return float(1.0 / (share * share).sum())
 
 
 def _next_increment(log_lik: torch.Tensor, max_delta: float, target_ess: float) -> float:
