@@ -1,7 +1,10 @@
 """How a ``gmmpyro`` command ends when it fails: one line on standard error and an exit status.
 
-Status 1 for an error (unreadable input, unwritable output, bad settings, failed training),
-2 for a command line that argparse rejects, 130 for Ctrl-C (128 + SIGINT, as shells report it).
+Status 1 for an error (unreadable input, unwritable output, bad settings, failed training)
+or a status the command returns itself (``gmmpyro report`` with a failed verdict), 2 for a
+command line that argparse rejects, 130 for Ctrl-C (128 + SIGINT, as shells report it).
+Warnings are printed as ``gmmpyro <command>: warning: ...`` (a console script has no useful
+source line to show).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import warnings
 from collections.abc import Sequence
 
 from ..exceptions import TrainingError
@@ -41,11 +45,17 @@ def run_command(args: argparse.Namespace, argv: Sequence[str]) -> None:
 
     Raises:
         SystemExit: status 1 with the message for unreadable or unwritable files, bad settings
-            and failed training; status 130 when interrupted.
+            and failed training; the command's own non-zero status; status 130 when interrupted.
     """
     prefix = f"gmmpyro {args.command}"
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{prefix}: warning: {message} ({category.__name__})", file=sys.stderr if file is None else file)
+
     try:
-        args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            status = args.run(args)
     except CommandInterruptedError as stop:
         hint = f"\nresume with: {shlex.join(['gmmpyro', *argv])}" if stop.resumable else ""
         _exit_interrupted(f"{prefix}: {stop}{hint}")
@@ -55,6 +65,8 @@ def run_command(args: argparse.Namespace, argv: Sequence[str]) -> None:
         raise SystemExit(f"{prefix}: {_describe(error)}") from error
     except (ValueError, ImportError, TrainingError) as error:
         raise SystemExit(f"{prefix}: {error}") from error
+    if status:
+        raise SystemExit(status)
 
 
 def _exit_interrupted(message: str) -> None:

@@ -28,6 +28,8 @@ import torch
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_median, init_to_uniform, init_to_value
 
+from .._progress import progress_bar
+
 __all__ = ["ChainResult", "NUTSConfig", "eval_mode", "run_chains"]
 
 logger = logging.getLogger(__name__)
@@ -74,9 +76,7 @@ class NUTSConfig:
         if int(self.max_tree_depth) != self.max_tree_depth or self.max_tree_depth < 1:
             raise ValueError(f"max_tree_depth must be a positive integer, got {self.max_tree_depth!r}")
         if self.init_strategy not in ("resample", "uniform", "median"):
-            raise ValueError(
-                f"init_strategy must be 'resample', 'uniform' or 'median', got {self.init_strategy!r}"
-            )
+            raise ValueError(f"init_strategy must be 'resample', 'uniform' or 'median', got {self.init_strategy!r}")
         if int(self.n_init) != self.n_init or self.n_init < 1:
             raise ValueError(f"n_init must be a positive integer, got {self.n_init!r}")
 
@@ -165,20 +165,31 @@ def run_chains(
                 init_strategy=init,
             )
             divergent = np.zeros(num_samples, dtype=bool)
+            label = f"chain {c + 1}/{len(chain_seeds)}"
+            bar = progress_bar(total=warmup_steps + num_samples, progress=progress, desc=f"{label} warm-up", unit="it")
 
-            def mark_divergent(kernel, params, stage, i, divergent=divergent):
-                if stage.lower().startswith("sample"):  # Pyro lists the divergent draws so far
+            def after_iteration(kernel, params, stage, i, divergent=divergent, bar=bar, label=label):
+                sampling = stage.lower().startswith("sample")
+                if sampling:  # Pyro lists the divergent draws so far
                     divergent[i] = i in kernel.diagnostics()["divergences"][-1:]
+                    if i == 0:
+                        bar.set_description(f"{label} sampling")
+                records = kernel.records
+                bar.set_postfix(
+                    step_size=f"{records['step_size'][-1]:.3g}", leapfrogs=records["n_steps"][-1], refresh=False
+                )
+                bar.update()
 
             mcmc = MCMC(
                 kernel,
                 num_samples=num_samples,
                 warmup_steps=warmup_steps,
-                disable_progbar=not progress,
-                hook_fn=mark_divergent,
+                disable_progbar=True,
+                hook_fn=after_iteration,
             )
             start = time.perf_counter()
-            mcmc.run()
+            with bar:
+                mcmc.run()
             seconds = time.perf_counter() - start
             draws = {k: v.detach().cpu().double().numpy() for k, v in mcmc.get_samples().items()}
             stats = {k: divergent if k == "diverging" else np.asarray(kernel.records[k][-num_samples:]) for k in STATS}

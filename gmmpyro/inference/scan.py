@@ -16,21 +16,31 @@ from .fit_config import FitConfig
 from .likelihood import Likelihood
 from .minimize import minimize
 from .scan_result import ProfileScan
+from .wilks import delta_q
 
 __all__ = ["ProfileScan", "scan"]
 
-GridSpec = Mapping[str, "tuple[float, float, int] | Sequence[float] | np.ndarray | torch.Tensor"]
+GridSpec = Mapping[str, "int | tuple[float, float, int] | Sequence[float] | np.ndarray | torch.Tensor"]
+
+_WINDOW_CL = 0.99  # an automatic window starts wide enough for this region of a Gaussian likelihood ...
+_WINDOW_MARGIN = 1.25  # ... times this margin,
+_EDGE_CL = 0.95  # and widens while the scanned region of this level reaches an edge of the grid
+_MAX_WIDENINGS = 4
+_WIDEN = 1.6
 
 
-def _parse_grid(lik: Likelihood, grid: GridSpec) -> tuple[tuple[str, ...], list[np.ndarray]]:
+def _parse_grid(lik: Likelihood, grid: GridSpec) -> tuple[tuple[str, ...], list[np.ndarray | None]]:
+    """The scanned names and their axes (``None`` for an automatic window)."""
     if not isinstance(grid, Mapping) or not 1 <= len(grid) <= 2:
-        raise ValueError(
-            f"grid must be a dict of one or two parameters, e.g. {{'cx': (-1, 1, 41)}}, got {grid!r}"
-        )
+        raise ValueError(f"grid must be a dict of one or two parameters, e.g. {{'cx': (-1, 1, 41)}}, got {grid!r}")
     names = lik.check_names(grid, what="grid")
     axes = []
     for n, spec in grid.items():
-        if isinstance(spec, tuple):
+        if _is_count(spec):
+            if spec < 2:
+                raise ValueError(f"grid {n!r}: an automatic window needs n >= 2 points, got {spec}")
+            axis = None
+        elif isinstance(spec, tuple):
             axis = _linspace_axis(n, spec)
         else:
             if isinstance(spec, list) and _looks_like_range(spec):
@@ -45,6 +55,47 @@ def _parse_grid(lik: Likelihood, grid: GridSpec) -> tuple[tuple[str, ...], list[
                 )
         axes.append(axis)
     return names, axes
+
+
+def _is_count(spec) -> bool:
+    """``n``: the number of points of an automatic window around the MLE."""
+    return isinstance(spec, (int, np.integer)) and not isinstance(spec, bool)
+
+
+def _window_limits(lik: Likelihood, name: str, bounds: Mapping | None) -> tuple[float, float]:
+    """How far an automatic window may reach: the fit's bounds, else the model's parameter range."""
+    lo, hi = (float(v) for v in torch.as_tensor(lik.model.theta_bounds)[lik.index(name)].tolist())
+    a, b = dict(bounds or {}).get(name, (None, None))
+    return (lo if a is None else float(a)), (hi if b is None else float(b))
+
+
+def _initial_window(mle: FitResult, name: str, n_dims: int, limits: tuple[float, float]) -> tuple[float, float]:
+    """``MLE ± margin·√Δq·σ`` (σ from the Hessian), inside ``limits``; all of ``limits`` without a usable σ."""
+    centre, sigma = mle.values[name], mle.errors[name]
+    if not (math.isfinite(sigma) and sigma > 0):
+        return limits
+    half = _WINDOW_MARGIN * math.sqrt(delta_q(_WINDOW_CL, n_dims)) * sigma
+    return max(limits[0], centre - half), min(limits[1], centre + half)
+
+
+def _widened(
+    result: ProfileScan, windows: dict[str, tuple[float, float]], limits: dict[str, tuple[float, float]]
+) -> dict[str, tuple[float, float]] | None:
+    """Wider windows for the sides where the ``_EDGE_CL`` region reaches the grid's edge, or ``None``."""
+    threshold = delta_q(_EDGE_CL, len(result.params))
+    q = np.where(result.valid, result.q, np.inf)
+    out, changed = dict(windows), False
+    for axis, name in enumerate(result.params):
+        if name not in windows:
+            continue
+        lo, hi = windows[name]
+        width = hi - lo
+        sides = np.moveaxis(q, axis, 0)
+        new_lo = max(limits[name][0], lo - (_WIDEN - 1) * width) if np.min(sides[0]) < threshold else lo
+        new_hi = min(limits[name][1], hi + (_WIDEN - 1) * width) if np.min(sides[-1]) < threshold else hi
+        if (new_lo, new_hi) != (lo, hi):
+            out[name], changed = (new_lo, new_hi), True
+    return out if changed else None
 
 
 def _linspace_axis(name: str, spec: tuple) -> np.ndarray:
@@ -91,9 +142,7 @@ def _profile_points(
     return tuple(torch.cat(parts) for parts in zip(*out, strict=True))
 
 
-def _neighbours(
-    z: torch.Tensor, ok: torch.Tensor, shape: tuple[int, ...]
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _neighbours(z: torch.Tensor, ok: torch.Tensor, shape: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """For each grid direction: the neighbour's solution ``(G, p)`` and whether it is usable ``(G,)``."""
     zg, okg = z.reshape(*shape, -1), ok.reshape(shape)
     out = []
@@ -179,16 +228,14 @@ def _scan(
     given_mle = mle is not None
     if mle is None:
         mle = _fit(lik, fixed=fixed, start=start, bounds=bounds, config=config)
+    if any(axis is None for axis in axes):
+        return _scan_window(lik, grid, profile=profile, fixed=fixed, bounds=bounds, config=config, mle=mle)
     theta_hat = torch.tensor(mle.theta, dtype=lik.dtype, device=lik.device)  # k
     shape = tuple(len(a) for a in axes)
     G, k = math.prod(shape), lik.n_params
-    mesh = torch.meshgrid(
-        *[torch.as_tensor(a, dtype=lik.dtype, device=lik.device) for a in axes], indexing="ij"
-    )
+    mesh = torch.meshgrid(*[torch.as_tensor(a, dtype=lik.dtype, device=lik.device) for a in axes], indexing="ij")
     g_idx = torch.tensor([lik.index(n) for n in names], device=lik.device)
-    theta = theta_hat.expand(G, k).index_copy(
-        -1, g_idx, torch.stack([m.reshape(-1) for m in mesh], -1)
-    )  # G k
+    theta = theta_hat.expand(G, k).index_copy(-1, g_idx, torch.stack([m.reshape(-1) for m in mesh], -1))  # G k
     lik.check_range(theta, what="scan grid points", names=names)
     theta, nll, ok, edm, n_iter = _conditional_fits(lik, theta, shape, profile, bounds, config)
     if profile:
@@ -204,16 +251,12 @@ def _scan(
         lo, hi = _box(lik, mle.free, bounds)
         start_best = {
             n: float(v)
-            for n, v, a, b in zip(
-                mle.free, best[[lik.index(n) for n in mle.free]].tolist(), lo, hi, strict=True
-            )
+            for n, v, a, b in zip(mle.free, best[[lik.index(n) for n in mle.free]].tolist(), lo, hi, strict=True)
             if a < v < b
         }
         refit = _fit(lik, fixed=fixed, start=start_best, bounds=bounds, config=dataclasses.replace(config, n_starts=1))
         if not given_mle and refit.twice_nll < mle.twice_nll - margin:
-            return _scan(
-                lik, grid, profile=profile, fixed=fixed, bounds=bounds, start=None, config=config, mle=refit
-            )
+            return _scan(lik, grid, profile=profile, fixed=fixed, bounds=bounds, start=None, config=config, mle=refit)
         twice_min = float(twice[ok].min())
         warn(
             f"the scan found -2 ln L = {twice_min:.8g} below the global fit's {mle.twice_nll:.8g}; "
@@ -241,6 +284,40 @@ def _scan(
         twice_nll_min=twice_min,
         mle=mle,
     )
+
+
+def _scan_window(
+    lik: Likelihood,
+    grid: GridSpec,
+    *,
+    profile: tuple[str, ...],
+    fixed: Mapping[str, float],
+    bounds: Mapping | None,
+    config: FitConfig,
+    mle: FitResult,
+) -> ProfileScan:
+    """:func:`_scan` with the ``name: n`` axes of ``grid`` replaced by windows around ``mle``, widened as needed."""
+    auto = {n: int(spec) for n, spec in grid.items() if _is_count(spec)}
+    limits = {n: _window_limits(lik, n, bounds) for n in auto}
+    windows = {n: _initial_window(mle, n, len(grid), limits[n]) for n in auto}
+    for _ in range(_MAX_WIDENINGS + 1):
+        explicit = {n: (*windows[n], auto[n]) if n in auto else spec for n, spec in grid.items()}
+        result = _scan(lik, explicit, profile=profile, fixed=fixed, bounds=bounds, start=None, config=config, mle=mle)
+        if result.mle.twice_nll < mle.twice_nll:  # the scan found and refitted a lower minimum
+            windows = {n: _initial_window(result.mle, n, len(grid), limits[n]) for n in auto}
+            mle = result.mle
+            continue
+        wider = _widened(result, windows, limits)
+        if wider is None:
+            return result
+        windows = wider
+    warn(
+        f"the {_EDGE_CL:.0%} region still reaches the edge of the automatic window after {_MAX_WIDENINGS} "
+        f"widenings ({', '.join(f'{n}: [{lo:.4g}, {hi:.4g}]' for n, (lo, hi) in windows.items())}); "
+        "give the grid as (lo, hi, n)",
+        ConvergenceWarning,
+    )
+    return result
 
 
 def scan(
@@ -276,6 +353,12 @@ def scan(
     rounds). Points that still fail give a :class:`~gmmpyro.exceptions.ConvergenceWarning`
     and are masked in :attr:`ProfileScan.valid`.
 
+    An automatic window (``name: n``) starts at ``MLE ± 1.25·√Δq·σ`` with ``σ`` the fit's
+    Hessian error and ``Δq`` the 99 % threshold of the scan's dimension (``±3.8σ`` in 2-D), so
+    the ``n`` points resolve the 68 % and 95 % regions; while the 95 % region reaches an edge,
+    that side is widened and the scan repeated (at most four times, never beyond ``bounds`` or
+    the model's ``theta_bounds``). It is the scan to use unless the grid itself matters.
+
     Call it as ``scan(model, x_obs, grid, ...)``, or as ``scan(likelihood, grid, ...)`` with a
     ready :class:`~gmmpyro.inference.likelihood.Likelihood` (which holds the events, weights,
     terms and chunk size: then give none of them here).
@@ -284,9 +367,11 @@ def scan(
         model: a :class:`~gmmpyro.protocols.ConditionalDensity`, or a
             :class:`~gmmpyro.inference.likelihood.Likelihood`.
         x_obs: observed events, shape ``(N, d)`` (only with a model).
-        grid: one or two parameters, each ``name: (lo, hi, n)`` — a tuple with an integer
-            ``n``: ``n`` evenly spaced values — or ``name: values``, strictly increasing values
-            as a list, array or tensor. A list like ``[-1.0, 1.0, 5]`` is rejected as ambiguous.
+        grid: one or two parameters, each ``name: n`` — ``n`` evenly spaced values over an
+            automatic window around the MLE (see below) — or ``name: (lo, hi, n)`` — a tuple with
+            an integer ``n``: ``n`` evenly spaced values — or ``name: values``, strictly
+            increasing values as a list, array or tensor. A list like ``[-1.0, 1.0, 5]`` is
+            rejected as ambiguous.
         profile: names of the parameters minimised at every grid point.
         fixed: ``{name: value}`` held fixed everywhere (also in the global fit).
         bounds: ``{name: (lo, hi)}`` limits for the fits (``None`` for an open side).
@@ -305,10 +390,12 @@ def scan(
         >>> from gmmpyro.toy import ToyModel
         >>> model = ToyModel()
         >>> x = model.sample(400, [0.8, -0.8], seed=1)  # N d
-        >>> s = scan(model, x, {"cx": (-1.5, 1.5, 31), "cy": (-1.5, 1.5, 31)})
-        >>> s.q.shape, bool(s.valid.all())
-        ((31, 31), True)
+        >>> s = scan(model, x, {"cx": 25, "cy": 25})  # 25 x 25 points around the MLE
+        >>> s.q.shape, bool(s.valid.all()), [round(float(v), 2) for v in s.grid["cx"][[0, -1]]]
+        ((25, 25), True, [0.55, 1.17])
         >>> lines = s.contour(0.68)  # list of (M, 2) arrays of (cx, cy)
+        >>> scan(model, x, {"cx": (-1.5, 1.5, 31), "cy": (-1.5, 1.5, 31)}).q.shape  # a fixed grid
+        (31, 31)
         >>> lik = Likelihood(model, x)  # events prepared once, for several scans
         >>> scan(lik, {"cx": (0.4, 1.2, 9)}, profile=["cy"], config=FitConfig(n_starts=1)).q.shape
         (9,)
