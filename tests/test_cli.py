@@ -1,6 +1,8 @@
 import importlib
 import json
+import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ TINY_DEMO = DemoSettings(
     draws=10,
     chains=2,
     scan_points=5,
+    validation_per_point=40,
     report=TINY_REPORT,
 )
 
@@ -140,16 +143,64 @@ def test_quiet_sampler_choice_and_version(toy_files, tmp_path, capsys):
     capsys.readouterr()
     main(["sample", str(model), "--theta", "cx=0.2", "cy=-0.1", "-n", "5", "--out", str(tmp_path / "s.npz"), "--quiet"])
     assert capsys.readouterr().out == ""
-    with pytest.warns(ConvergenceWarning):  # 4 chains of 20 draws
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", ConvergenceWarning)  # shown, as outside the test suite
         main(["infer", str(model), "--events", str(toy_files / "observed.npz"), "--prior", "cx=uniform:-1:1",
               "cy=uniform:-1:1", "--sampler", "batched", "--chains", "4", "--warmup", "20", "--draws", "20",
               "--quiet", "--out", str(tmp_path / "inf")])  # fmt: skip
-    assert "it/s" not in capsys.readouterr().err  # no progress bar
+    err = capsys.readouterr().err
+    assert "it/s" not in err  # no progress bar
+    # 4 chains of 20 draws do not converge: the warning is one line naming the command, not a source line
+    assert re.search(r"^gmmpyro infer: warning: .*R-hat.* \(ConvergenceWarning\)$", err, re.MULTILINE)
     posterior = az.from_netcdf(str(tmp_path / "inf" / "posterior.nc"))["posterior"]
     assert posterior.attrs["sampler"] == "ChEES-HMC" and posterior["cx"].shape == (4, 20)
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert stop.value.code == 0 and capsys.readouterr().out.startswith("gmmpyro ")
+
+
+@pytest.fixture(scope="module")
+def one_epoch_model(toy_files, tmp_path_factory):
+    model = tmp_path_factory.mktemp("model") / "m.gmm"
+    main(["train", str(toy_files / "train.npz"), "--observables", "x0:100:800", "x1:100:800", "x2:-pi:pi",
+          "x3", "--params", "cx", "cy", "--epochs", "1", "--out", str(model), "--quiet"])  # fmt: skip
+    return model
+
+
+# a one-epoch model may fit or scan poorly; this test is about what infer prints and writes
+@pytest.mark.filterwarnings("ignore::gmmpyro.exceptions.GmmpyroWarning")
+def test_infer_prints_the_results_table_and_draws_the_figure(one_epoch_model, toy_files, tmp_path, capsys):
+    import arviz as az
+
+    from gmmpyro.cli.results import result_rows, text_table
+
+    out = tmp_path / "inf"
+    capsys.readouterr()
+    main(["infer", str(one_epoch_model), "--events", str(toy_files / "observed.npz"), "--scan", "cx=5", "cy=5",
+          "--prior", "cx=uniform:-1:1", "cy=uniform:-1:1", "--chains", "2", "--warmup", "10", "--draws", "10",
+          "--quiet", "--out", str(out)])  # fmt: skip
+    printed = capsys.readouterr()
+    assert "it/s" not in printed.err  # --quiet: no progress bar
+    lines = printed.out.splitlines()
+    headers = ["parameter", "MLE", "profile 68 %", "profile 95 %", "posterior mean", "HDI 68 %", "HDI 95 %", "R-hat"]
+    assert re.split(r"\s\s+", lines[0]) == [*headers, "bulk ESS"]
+    assert [line.split()[0] for line in lines[1:3]] == ["cx", "cy"]
+    # the posterior columns are those of the stored draws; the MLE that of the stored scan
+    idata = az.from_netcdf(str(out / "posterior.nc"))
+    expected = text_table(result_rows(["cx", "cy"], idata=idata)).splitlines()
+    for line, posterior_only in zip(lines[1:3], expected[1:], strict=True):
+        assert line.endswith(posterior_only.split(maxsplit=1)[1].strip())
+    mle = json.loads((out / "scan.json").read_text())["mle"]["values"]
+    assert [float(line.split()[1]) for line in lines[1:3]] == [round(mle["cx"], 3), round(mle["cy"], 3)]
+    summary = (out / "summary.md").read_text()
+    assert "| parameter | MLE | profile 68 % |" in summary and "posterior_vs_profile.png" in summary
+    assert (out / "posterior_vs_profile.png").stat().st_size > 10_000
+    assert "written to" in lines[-1] and "summary.md" in lines[-1]
+
+    main(["infer", str(one_epoch_model), "--events", str(toy_files / "observed.npz"), "--scan", "cx=-1:1:5",
+          "--out", str(tmp_path / "scan_only")])  # fmt: skip
+    assert re.split(r"\s\s+", capsys.readouterr().out.splitlines()[0]) == headers[:4]
+    assert (tmp_path / "scan_only" / "profile.png").exists()
 
 
 def test_bad_files_and_columns_give_clear_errors(toy_files, tmp_path):

@@ -158,6 +158,20 @@ def test_contour_agreement_figure(results):
     assert axes[0].get_xlim() == (-1.5, 1.5)
 
 
+def test_contour_figure_of_one_point_is_readable():
+    """One pseudo-dataset at a low dpi (the report's --quick): a figure of sensible size whose legend
+    lies inside it (it was 3 inches wide, and the one-row legend stuck out on both sides)."""
+    toy = ToyModel()
+    one = contour_agreement(toy, toy, [[0.0, 0.0]], grid={"cx": (-1.5, 1.5, 9), "cy": (-1.5, 1.5, 9)}, window=0.4)
+    fig = _render(lambda: plot_contour_agreement(one))
+    fig.savefig(io.BytesIO(), format="png", dpi=80)  # lays the figure out at 80 dpi
+    width, height = fig.get_size_inches() * 80
+    assert width >= 320 and height >= 300
+    box, frame = fig.legends[0].get_window_extent(), fig.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    assert len(fig.legends[0].get_texts()) == 4
+
+
 def test_training_history(trained):
     model = trained[1]
     fig = _render(lambda: plot_training_history(model.history))

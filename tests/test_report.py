@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 import gmmpyro
 from gmmpyro.cli import add_report_command, main
 from gmmpyro.report import ReportConfig, load_events, write_report
+from gmmpyro.report.context import ReportContext
 from gmmpyro.toy import ToyModel
 from gmmpyro.validation import ClassifierConfig
 
@@ -106,16 +108,26 @@ def test_add_report_command_to_any_parser():
 
 
 def test_cli_end_to_end(tiny, tmp_path, capsys):
-    """The command on a CSV of observables only (no θ, no truth): the θ assumption is stated."""
+    """The command on a CSV of observables only (no θ, no truth): the θ assumption is stated; the
+    model, drawn at the centre against events from the whole grid, FAILs: exit status 1, and the
+    weak --quick classifier test is reported but not graded."""
     model, x, _, folder = tiny
     names = [o.name for o in model.observables]
     np.savetxt(tmp_path / "ev.csv", x[::3].numpy(), delimiter=",", header=",".join(names), comments="")
     out = tmp_path / "cli"
-    main(["report", str(folder / "tiny.gmm"), "--reference", str(tmp_path / "ev.csv"), "--out", str(out), "--quick",
-          "--quiet"])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(folder / "tiny.gmm"), "--reference", str(tmp_path / "ev.csv"), "--out", str(out),
+              "--quick", "--quiet"])  # fmt: skip
     printed = capsys.readouterr().out
-    assert f"report written to {out / 'summary.md'}" in printed and "c2st" in printed
+    assert printed.startswith(f"FAIL: report written to {out / 'summary.md'}\n  FAIL: ")  # the verdict first
+    assert exit_info.value.code == 1 and printed.rstrip().endswith("exit status 1: the verdict is FAIL")
+    assert "  INFO  c2st: classifier AUC = " in printed
     summary = _strict_json(out / "summary.json")
+    assert summary["verdict"] == "FAIL"
+    c2st = summary["verdicts"]["c2st"]
+    assert c2st["verdict"] == "INFO" and "not graded, information only: too few events/epochs" in c2st["line"]
+    text = (out / "summary.md").read_text()
+    assert text.startswith("# gmmpyro model report — **FAIL**\n\nFAIL: ") and "| c2st | **INFO** |" in text
     assert summary["verdicts"]["kl_gap"]["verdict"] == summary["verdicts"]["inference"]["verdict"] == "SKIP"
     assert "kl_gap" not in summary["metrics"]
     assert "assumed the centre of the training range" in summary["inputs"]["reference_theta"]
@@ -181,3 +193,92 @@ def test_load_events_errors_name_the_problem(tiny, tmp_path, write, message):
     np.savez(tmp_path / "shape.npz", x=np.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"array 'x' has 2 columns but 4 names"):
         load_events(tmp_path / "shape.npz", model.observables, model.params)
+
+
+@pytest.fixture
+def no_png(monkeypatch):
+    """The report makes its figures but writes no PNG files (the end-to-end test does): faster."""
+    import matplotlib.pyplot as plt
+
+    def save(self, fig, name):
+        plt.close(fig)
+        self.figures.append(self.out / f"{name}.png")
+
+    monkeypatch.setattr(ReportContext, "save", save)
+
+
+def _spy_on_mixture(monkeypatch) -> list:
+    """Record the θ points of every mixture figure the report draws."""
+    import gmmpyro.plotting
+
+    drawn, plot_mixture = [], gmmpyro.plotting.plot_mixture
+
+    def spy(model, observable, thetas, **kwargs):
+        drawn.append(np.asarray(thetas))
+        return plot_mixture(model, observable, thetas, **kwargs)
+
+    monkeypatch.setattr(gmmpyro.plotting, "plot_mixture", spy)
+    return drawn
+
+
+def test_one_theta_reference_keeps_the_figures_theta_points_apart(tiny, tmp_path, monkeypatch, no_png):
+    """Reference events at one θ: the dependence and mixture figures still span the training range
+    (snapping onto the reference's one value made every ratio p(x|θ_ref)/p(x|θ_ref) = 1)."""
+    model = tiny[0]
+    at = torch.tensor([0.5, -0.5])
+    x_ref = ToyModel().sample(1500, at, seed=3)
+    drawn = _spy_on_mixture(monkeypatch)
+    config = replace(SMALL, c2st_events=0, pseudo_points=0, model_samples=1500, reweight_events=1500)
+    write_report(model, x_ref, at, truth=ToyModel(), out_dir=tmp_path, progress=False, config=config)
+    details = _strict_json(tmp_path / "details.json")["dependence_model"]  # the θ points
+    assert details["theta_ref"] == at.tolist()  # the reference events' own θ
+    thetas = np.array(details["thetas"])
+    assert len(np.unique(thetas, axis=0)) == 9 and np.ptp(thetas, axis=0).min() > 1.5  # a 3 × 3 grid
+    assert "dependence_simulated" not in _strict_json(tmp_path / "details.json")  # nothing simulated to compare
+    assert len(drawn) == 1 and len(np.unique(drawn[0], axis=0)) == 3  # the mixture at three distinct θ
+    np.testing.assert_array_equal(drawn[0][0], at.numpy())  # the first at the reference
+
+
+def test_snap_moves_points_only_along_parameters_the_reference_varies(tiny, tmp_path):
+    model, x, _, _ = tiny
+    theta = torch.tensor([[-1.5, 0.5], [1.5, 0.5]]).repeat_interleave(len(x) // 2, 0)
+    ctx = ReportContext.build(model, x[: len(theta)], theta, truth=None, out_dir=tmp_path, seed=0, config=SMALL)
+    assert ctx.shared.tolist() == [False, True] and ctx.reference_point.tolist() == [0.0, 0.5]
+    snapped = ctx.snap(np.array([[-1.0, -1.0], [-0.9, 1.0], [1.0, 0.0]]))
+    np.testing.assert_array_equal(snapped, [[-1.5, -1.0], [-1.5, 1.0], [1.5, 0.0]])  # cy left alone
+    assert len(ctx.snap(np.array([[-1.0, 0.2], [-1.2, 0.2]]))) == 1  # points that meet are merged
+
+
+@pytest.fixture(scope="module")
+def nuisance():
+    """A tiny model of (cx, cy, nu), nu shifting x3 (ToyModel(x3_shift=0.3)), trained for one epoch."""
+    toy = ToyModel(x3_shift=0.3)
+    grid = [[cx, cy, nu] for cx, cy in GRID for nu in (-1.0, 1.0)]
+    x, theta = toy.grid_dataset(100, grid=grid, seed=0)
+    config = gmmpyro.NetworkConfig(n_gauss=2, A1=4, B1=4, B2=2, C=1, D=1)
+    model = gmmpyro.DensityModel(toy.observables, list(toy.params), config=config)
+    model.fit(x, theta, config=gmmpyro.TrainingConfig(max_epochs=1, seed=0), progress=False)
+    return toy, model
+
+
+@pytest.mark.filterwarnings("ignore::gmmpyro.exceptions.GmmpyroWarning")  # a one-epoch model fits poorly
+def test_three_parameters_scan_two_and_profile_the_third(nuisance, tmp_path, monkeypatch, no_png):
+    toy, model = nuisance
+    points = [[cx, cy, 0.5] for cx, cy in ([-1.0, 0.0], [1.0, 0.0], [0.0, 1.0])]  # every event at nu = 0.5
+    x_ref, theta_ref = toy.grid_dataset(400, grid=points, seed=1)
+    drawn = _spy_on_mixture(monkeypatch)
+    config = ReportConfig(
+        model_samples=1200, bins=10, bins_2d=4, c2st_events=0, kl_events=600, reweight_events=600,
+        pseudo_points=1, pseudo_events=150, grid_points=5, dpi=20,
+    )  # fmt: skip
+    result = write_report(model, x_ref, theta_ref, truth=toy, out_dir=tmp_path, progress=False, config=config)
+    verdict, line = result.verdicts["inference"]
+    assert verdict != "SKIP" and "inference (cx, cy scanned; nu profiled, true nu = 0.5)" in line
+    inference = _strict_json(tmp_path / "details.json")["inference"]
+    assert inference["params"] == ["cx", "cy"] and inference["profiled"] == ["nu"]
+    assert inference["truths"] == [[0.0, 0.0]]
+    assert "inference.png" in [p.name for p in result.figures]
+    dependence = _strict_json(tmp_path / "details.json")["dependence_model"]
+    assert dependence["theta_ref"][2] == 0.5  # the shared nu; cx, cy at the reference's values nearest the centre
+    assert len(np.unique(np.array(dependence["thetas"]), axis=0)) >= 5  # nu moved away from 0.5, not snapped back
+    assert len(drawn) == 1 and len(np.unique(drawn[0], axis=0)) == 3

@@ -4,8 +4,9 @@ Simulate the training grid of the reference toy with a nuisance parameter ``nu``
 shifts ``x3``; train a :class:`~gmmpyro.DensityModel`; draw a 400-event pseudo-dataset at a
 true point; run the NUTS posterior of ``(cx, cy)`` with ``nu`` as a constrained nuisance
 (prior ``Normal(0, 1)``); scan the profile likelihood of ``(cx, cy)`` with ``nu`` profiled
-under the same unit-Gaussian constraint; write the model, the ArviZ data, the scan, the
-validation figures, a posterior-vs-profile figure and a ``summary.md``.
+under the same unit-Gaussian constraint; validate the model on fresh simulated events at
+27 parameter points; write the model, the ArviZ data, the scan, the validation report, a
+posterior-vs-profile figure and a ``summary.md``, and print the results table.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import torch
 from ..networks import NetworkConfig
 from .files import check_output_folder
 from .parsing import parse_device
+from .results import markdown_table, result_rows, text_table
 
 if TYPE_CHECKING:
     from ..report import ReportConfig
 
-__all__ = ["DemoSettings", "add_demo_command", "run_demo", "run_demo_command"]
+__all__ = ["FIGURE", "DemoSettings", "add_demo_command", "print_summary", "run_demo", "run_demo_command"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class DemoSettings:
     draws: int = 500
     chains: int = 4
     scan_points: int = 25
+    validation_per_point: int = 1_000
     paper_network: bool = False
     report: ReportConfig | None = None  # None: ReportConfig.quick()
 
@@ -80,6 +83,13 @@ QUICK_NETWORK = NetworkConfig(n_gauss=12, A1=32, B1=32, B2=12, C=2, D=2, s_f=0.1
 """The quick preset's network: about 6× cheaper to evaluate than the paper's."""
 
 _CONSTRAINT = (0.0, 1.0)  # mean and width of the unit Gaussian on nu, in the posterior and the profile
+_VALIDATION_VALUES = {"cx": (-0.8, 0.0, 0.8), "cy": (-0.8, 0.0, 0.8), "nu": (-1.0, 0.0, 1.0)}
+_HELP = """Run the whole workflow on the built-in toy of Menary & Price, with a nuisance parameter nu:
+simulate a training grid, train a model, draw 400 pseudo-data events at (cx, cy, nu) = (0.8, -0.8, 0.5),
+infer (cx, cy) with NUTS (nu marginalised, prior Normal(0, 1)) and with a profile-likelihood scan
+(nu profiled under the same constraint), validate the model on fresh simulated events, and write
+the figures and a summary into the output folder. The results table and the validation verdict are
+printed at the end."""
 
 
 def run_demo(
@@ -118,17 +128,21 @@ def run_demo(
     with open(out / "scan.json", "w") as handle:
         json.dump(scan.to_dict(), handle, default=_jsonable)
 
-    fig = plotting.compare(scan, idata)
-    fig.savefig(out / "posterior_vs_profile.png", dpi=120)
+    fig = plotting.compare(scan, idata, truth={n: settings.truth[n] for n in scan.params})
+    fig.savefig(out / FIGURE, dpi=120)
     plt.close(fig)
     with _timed(timings, "validation"):
-        report = _validate(model, toy, x, theta, settings, out_dir=out / "validation", seed=seed, progress=progress)
+        report = _validate(model, toy, settings, out_dir=out / "validation", seed=seed, progress=progress)
 
     summary = _summary(settings, list(toy.params), scan, idata, timings, model, report)
     with open(out / "summary.json", "w") as handle:
         json.dump(summary, handle, indent=2, default=_jsonable)
     (out / "summary.md").write_text(_markdown(summary))
     return summary
+
+
+FIGURE = "posterior_vs_profile.png"
+"""The demo's headline figure, in its output folder."""
 
 
 # ------------------------------------------------------------------------------- steps
@@ -203,33 +217,25 @@ def _posterior(model, x_obs, settings: DemoSettings, *, device, seed: int, progr
 
 
 def _profile_scan(model, x_obs, settings: DemoSettings):
-    """Profile-likelihood scan of ``(cx, cy)`` with ``nu`` profiled under its constraint."""
+    """Profile-likelihood scan of ``(cx, cy)`` around the MLE, ``nu`` profiled under its constraint."""
     from .. import profile
 
     constraints = {"nu": torch.distributions.Normal(*_CONSTRAINT)}
     bounds = dict(zip(model.params, model.theta_bounds.tolist(), strict=True))
-    mle = profile.fit(model, x_obs, constraints=constraints, bounds=bounds)
-    # scan ± 5 Hessian standard deviations around the MLE: the contours are resolved by the grid
-    grid = {
-        name: (
-            max(bounds[name][0], mle.values[name] - 5 * mle.errors[name]),
-            min(bounds[name][1], mle.values[name] + 5 * mle.errors[name]),
-            settings.scan_points,
-        )
-        for name in ("cx", "cy")
-    }
+    grid = {"cx": settings.scan_points, "cy": settings.scan_points}  # a window from the fit's Hessian errors
     return profile.scan(model, x_obs, grid, profile=["nu"], constraints=constraints, bounds=bounds)
 
 
-def _validate(model, toy, x, theta, settings: DemoSettings, *, out_dir: Path, seed: int, progress: bool):
-    """The validation report on the simulated events at the reference point ``θ = 0``."""
+def _validate(model, toy, settings: DemoSettings, *, out_dir: Path, seed: int, progress: bool):
+    """The validation report on fresh simulated events at 27 points ``(cx, cy, nu)`` (not the training events)."""
     from ..report import ReportConfig, write_report
 
-    reference = theta[:, 0].eq(0) & theta[:, 1].eq(0) & theta[:, 2].eq(0)
+    points = torch.cartesian_prod(*(torch.tensor(_VALIDATION_VALUES[n], dtype=torch.float64) for n in toy.params))
+    x, theta = toy.grid_dataset(settings.validation_per_point, grid=points, seed=seed + 1000)
     return write_report(
         model,
-        x[reference].float(),
-        theta[reference].float(),
+        x,
+        theta,
         truth=toy,
         out_dir=out_dir,
         seed=seed,
@@ -250,70 +256,96 @@ def _jsonable(value):
 
 
 def _summary(settings, names, scan, idata, timings, model, report) -> dict:
-    import arviz as az
-
-    table = az.summary(idata, var_names=names, kind="all", hdi_prob=0.68)
-    posterior = {}
-    for name in names:
-        draws = np.asarray(idata.posterior[name]).reshape(-1)
-        posterior[name] = {
-            "mean": float(draws.mean()),
-            "sd": float(draws.std()),
-            "hdi68": [float(v) for v in az.hdi(draws, hdi_prob=0.68)],
-            "hdi95": [float(v) for v in az.hdi(draws, hdi_prob=0.95)],
-            "r_hat": float(table.loc[name, "r_hat"]),
-            "ess_bulk": float(table.loc[name, "ess_bulk"]),
-        }
-    profile_result = {
-        name: {"interval68": list(scan.interval(name, 0.68)), "interval95": list(scan.interval(name, 0.95))}
-        for name in ("cx", "cy")
-    }
+    rows = result_rows(names, scan=scan, idata=idata, truth=settings.truth)
+    keys = ("mean", "sd", "hdi68", "hdi95", "r_hat", "ess_bulk")
     return {
         "settings": {k: v for k, v in asdict(settings).items() if k != "report"},
         "truth": {name: float(settings.truth[name]) for name in names},
         "mle": {name: float(scan.mle.values[name]) for name in names},
         "mle_errors": {name: float(scan.mle.errors[name]) for name in names},
-        "profile": profile_result,
-        "posterior": posterior,
+        "profile": {
+            row["parameter"]: {"interval68": row["profile68"], "interval95": row["profile95"]}
+            for row in rows
+            if row["parameter"] in scan.params
+        },
+        "posterior": {row["parameter"]: {k: row[k] for k in keys} for row in rows},
+        "table": rows,
         "timings_s": timings,
         "model": {"parameters": model.n_parameters, "epochs": model.history.n_epochs},
         "validation": report.to_dict(),
     }
 
 
+def _verdict_lines(summary: dict) -> list[str]:
+    """The validation verdict and one line per metric, the worst first."""
+    validation = summary["validation"]
+    order = {"FAIL": 0, "WARN": 1, "PASS": 2, "INFO": 3, "SKIP": 4}
+    entries = sorted(validation["verdicts"].items(), key=lambda item: order.get(_verdict_of(item[1]), 5))
+    return [f"{_verdict_of(entry):<4}  {key}: {_line_of(entry)}" for key, entry in entries]
+
+
+def _verdict_of(entry) -> str:
+    return entry["verdict"] if isinstance(entry, dict) else entry[0]
+
+
+def _line_of(entry) -> str:
+    return entry["line"] if isinstance(entry, dict) else entry[1]
+
+
+_TRUST = {
+    "PASS": "the model reproduces the simulator within the report's thresholds",
+    "WARN": "small but significant differences from the simulator: judge them on the report's figures",
+    "FAIL": "the model differs from the simulator: do not trust these results before training a better model",
+    "SKIP": "nothing was graded",
+}
+
+
 def _markdown(summary: dict) -> str:
-    lines = ["# gmmpyro demo", "", "Reference toy with a nuisance parameter `nu` shifting `x3`.", ""]
-    truth, posterior, prof = summary["truth"], summary["posterior"], summary["profile"]
-    lines += [
-        "| parameter | truth | MLE | profile 68 % | profile 95 % | posterior mean | HDI 68 % | HDI 95 % "
-        "| R-hat | bulk ESS |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-
-    def fmt(pair):
-        return f"[{pair[0]:+.3f}, {pair[1]:+.3f}]"
-
-    for name, true in truth.items():
-        p = posterior[name]
-        mle = summary["mle"][name]
-        i68 = fmt(prof[name]["interval68"]) if name in prof else "profiled"
-        i95 = fmt(prof[name]["interval95"]) if name in prof else "profiled"
-        lines.append(
-            f"| {name} | {true:+.3f} | {mle:+.3f} | {i68} | {i95} | {p['mean']:+.3f} | {fmt(p['hdi68'])} | "
-            f"{fmt(p['hdi95'])} | {p['r_hat']:.3f} | {p['ess_bulk']:.0f} |"
-        )
-    lines += ["", "| step | seconds |", "|---|---|"]
-    lines += [f"| {step} | {seconds:.1f} |" for step, seconds in summary["timings_s"].items()]
-    lines += [
+    verdict = summary["validation"]["verdict"]
+    timings = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in summary["timings_s"].items())
+    lines = [
+        "# gmmpyro demo",
         "",
-        f"Model: {summary['model']['parameters']} parameters, {summary['model']['epochs']} epochs.",
+        "Reference toy with a nuisance parameter `nu` shifting `x3`; 400 pseudo-data events at the truth.",
         "",
-        "![posterior vs profile](posterior_vs_profile.png)",
+        markdown_table(summary["table"]),
         "",
-        "Validation figures and numbers: [validation/summary.md](validation/summary.md).",
+        f"![profile likelihood beside the posterior]({FIGURE})",
+        "",
+        f"## Validation on fresh simulated events: **{verdict}**",
+        "",
+        f"{_TRUST.get(verdict, '')} ([validation/summary.md](validation/summary.md)).",
+        "",
+        *(f"- {line}" for line in _verdict_lines(summary)),
+        "",
+        f"Model: {summary['model']['parameters']} parameters, {summary['model']['epochs']} epochs. Time: {timings}.",
         "",
     ]
     return "\n".join(lines)
+
+
+def print_summary(summary: dict, out_dir: str | Path) -> None:
+    """Print the demo's results table, the validation verdict and where the files are.
+
+    Arguments:
+        summary: what :func:`run_demo` returns.
+        out_dir: its output folder.
+    """
+    out = Path(out_dir)
+    verdict = summary["validation"]["verdict"]
+    total = sum(summary["timings_s"].values())
+    print()
+    truth = ", ".join(f"{name} = {value:g}" for name, value in summary["truth"].items())
+    print(f"results from {summary['settings']['n_events']} events simulated at {truth}:")
+    print(text_table(summary["table"]))
+    print()
+    print(f"validation on fresh simulated events: {verdict} — {_TRUST.get(verdict, '')}")
+    for line in _verdict_lines(summary):
+        print(f"  {line}")
+    print()
+    print(f"figure:  {out / FIGURE}")
+    print(f"summary: {out / 'summary.md'}   validation report: {out / 'validation' / 'summary.md'}")
+    print(f"also:    model.gmm, posterior.nc (ArviZ), scan.json, observed.npz   ({total / 60:.1f} min)")
 
 
 # ------------------------------------------------------------------------------ command
@@ -328,7 +360,7 @@ def add_demo_command(subparsers) -> argparse.ArgumentParser:
     Returns:
         The ``demo`` sub-parser; its ``run`` default is :func:`run_demo_command`.
     """
-    demo = subparsers.add_parser("demo", help="end-to-end demonstration on the built-in toy", description=__doc__)
+    demo = subparsers.add_parser("demo", help="end-to-end demonstration on the built-in toy", description=_HELP)
     demo.add_argument("--out", default="gmmpyro-demo", help="output directory (default: gmmpyro-demo)")
     demo.add_argument("--full", action="store_true", help="paper-size training set and longer chains")
     demo.add_argument("--device", type=parse_device, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
@@ -339,9 +371,8 @@ def add_demo_command(subparsers) -> argparse.ArgumentParser:
 
 
 def run_demo_command(args: argparse.Namespace) -> None:
-    """Run ``gmmpyro demo`` from parsed arguments and print its ``summary.md``."""
+    """Run ``gmmpyro demo`` from parsed arguments and print its results (:func:`print_summary`)."""
     check_output_folder(args.out)
     settings = DemoSettings.full() if args.full else DemoSettings.quick()
     summary = run_demo(args.out, settings=settings, device=args.device, seed=args.seed, progress=not args.quiet)
-    print((Path(args.out) / "summary.md").read_text())
-    print(f"outputs in {args.out}/ (truth {summary['truth']})")
+    print_summary(summary, args.out)

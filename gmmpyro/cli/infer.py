@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from .files import check_output_folder
 from .parsing import parse_device, parse_prior, parse_scan
+from .results import markdown_table, result_rows, text_table
 
 __all__ = ["add_infer_command", "run_infer"]
 
@@ -34,7 +36,14 @@ def add_infer_command(subparsers) -> argparse.ArgumentParser:
         metavar="NAME=PRIOR",
         help="name=uniform:lo:hi, name=normal:mean:sd or name=value (fixed); runs NUTS",
     )
-    infer.add_argument("--scan", nargs="+", type=parse_scan, metavar="NAME=LO:HI:N", help="profile-likelihood grid")
+    infer.add_argument(
+        "--scan",
+        nargs="+",
+        type=parse_scan,
+        metavar="NAME=N|NAME=LO:HI:N",
+        help="profile-likelihood grid of one or two parameters: N points around the MLE (window from its "
+        "Hessian errors, widened until it holds the 95 %% region), or N points from LO to HI",
+    )
     infer.add_argument("--profile", nargs="+", metavar="NAME", help="parameters minimised at every grid point")
     infer.add_argument(
         "--constraint",
@@ -56,14 +65,21 @@ def add_infer_command(subparsers) -> argparse.ArgumentParser:
     infer.add_argument("--device", type=parse_device, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     infer.add_argument("--quiet", action="store_true", help="no progress bars")
     infer.add_argument(
-        "--out", default="gmmpyro-infer", help="output folder: posterior.nc, scan.json (default gmmpyro-infer)"
+        "--out",
+        default="gmmpyro-infer",
+        help="output folder: summary.md, a figure, posterior.nc, scan.json (default gmmpyro-infer)",
     )
     infer.set_defaults(run=run_infer)
     return infer
 
 
 def run_infer(args: argparse.Namespace) -> None:
-    """Run ``gmmpyro infer`` from parsed arguments: write ``scan.json`` and/or ``posterior.nc``."""
+    """Run ``gmmpyro infer``: write ``scan.json``, ``posterior.nc``, ``summary.md`` and a figure; print the table.
+
+    The figure is ``posterior_vs_profile.png`` (:func:`gmmpyro.plotting.compare`) when both a
+    scan and a posterior ran, else ``profile.png`` (:func:`gmmpyro.plotting.plot_profile`)
+    for a scan alone, or ``posterior.png`` (ArviZ's ``plot_posterior``) for a posterior alone.
+    """
     from .. import bayes, profile
     from ..datafiles import read_columns, select_columns
     from ..model import DensityModel
@@ -78,6 +94,7 @@ def run_infer(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     constraints = {n: d for n, d in (args.constraint or [])}
+    scan = idata = None
     if args.scan:
         # the learned likelihood means nothing outside the training range: fit inside it
         bounds = dict(zip(model.params, model.theta_bounds.tolist(), strict=True))
@@ -86,7 +103,6 @@ def run_infer(args: argparse.Namespace) -> None:
         )
         with open(out / "scan.json", "w") as handle:
             json.dump(scan.to_dict(), handle, default=lambda v: np.asarray(v).tolist())
-        print(scan)
     if args.prior:
         idata = bayes.sample_posterior(
             model,
@@ -101,6 +117,35 @@ def run_infer(args: argparse.Namespace) -> None:
             sampler=args.sampler,
         )
         idata.to_netcdf(str(out / "posterior.nc"))
-        import arviz as az
+    rows = result_rows(list(model.params), scan=scan, idata=idata)
+    figure = _figure(scan, idata, out)
+    (out / "summary.md").write_text(
+        f"# gmmpyro infer\n\n{len(x_obs)} events from `{args.events}`, model `{args.model}`.\n\n"
+        f"{markdown_table(rows)}\n\n![{figure.stem}]({figure.name})\n"
+    )
+    print(text_table(rows))
+    written = [name for name in ("summary.md", figure.name, "scan.json", "posterior.nc") if (out / name).exists()]
+    print(f"\nwritten to {out}/: {', '.join(written)}")
 
-        print(az.summary(idata))
+
+def _figure(scan, idata, out: Path) -> Path:
+    """Draw the figure of what ran and return its path."""
+    import matplotlib.pyplot as plt
+
+    from .. import plotting
+
+    if scan is not None and idata is not None:
+        fig, path = plotting.compare(scan, idata), out / "posterior_vs_profile.png"
+    elif scan is not None:
+        fig, path = plotting.plot_profile(scan), out / "profile.png"
+    else:
+        import arviz as az
+        from matplotlib import MatplotlibDeprecationWarning
+
+        with warnings.catch_warnings():  # ArviZ 0.x calls a matplotlib API deprecated in 3.11
+            warnings.simplefilter("ignore", MatplotlibDeprecationWarning)
+            axes = az.plot_posterior(idata, hdi_prob=0.95)
+        fig, path = np.ravel(axes)[0].figure, out / "posterior.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

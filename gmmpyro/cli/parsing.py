@@ -3,31 +3,69 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
 
-__all__ = ["load_toml", "parse_assignment", "parse_device", "parse_observable", "parse_prior", "parse_scan"]
+__all__ = [
+    "load_toml",
+    "parse_assignment",
+    "parse_device",
+    "parse_number",
+    "parse_observable",
+    "parse_prior",
+    "parse_scan",
+]
+
+_PI_MULTIPLE = re.compile(r"([+-]?)(\d*\.?\d*)\*?pi(?:/(\d*\.?\d+))?")
+
+
+def parse_number(text: str) -> float:
+    """A number, or a multiple or fraction of π: ``0.5``, ``pi``, ``-pi``, ``2pi``, ``2*pi``, ``-pi/2``.
+
+    Raises:
+        ValueError: for anything else.
+
+    Example:
+        >>> parse_number("-pi"), parse_number("3pi/4") == 0.75 * math.pi, parse_number("1e-3")
+        (-3.141592653589793, True, 0.001)
+    """
+    match = _PI_MULTIPLE.fullmatch(text.strip().replace(" ", ""))
+    if match is None:
+        return float(text)
+    sign, factor, divisor = match.groups()
+    value = (float(factor) if factor not in ("", ".") else 1.0) * math.pi / (float(divisor) if divisor else 1.0)
+    return -value if sign == "-" else value
 
 
 def parse_observable(spec: str):
     """``name``, ``name:lo:hi``, ``name:lo:hi:discrete``, each optionally ``...:f=0.3``.
 
+    The bounds are numbers or multiples of π (:func:`parse_number`).
+
     Example:
         >>> parse_observable("m_ll:75:105:f=0.2")
         Observable(name='m_ll', bounds=(75.0, 105.0), discrete=False, f=0.2)
+        >>> parse_observable("phi:-pi:pi").bounds == (-math.pi, math.pi)
+        True
     """
     from ..observables import Observable
 
     parts = spec.split(":")
     name, rest = parts[0], parts[1:]
+    usage = f"observable {spec!r}: use name, name:lo:hi or name:lo:hi:discrete[:f=F]"
     f, discrete = 0.5, False
-    if rest and rest[-1].startswith("f="):
-        f = float(rest.pop()[2:])
-    if rest and rest[-1] == "discrete":
-        discrete = True
-        rest.pop()
-    if len(rest) not in (0, 2):
-        raise argparse.ArgumentTypeError(f"observable {spec!r}: use name, name:lo:hi or name:lo:hi:discrete[:f=F]")
-    bounds = (float(rest[0]), float(rest[1])) if rest else None
+    try:
+        if rest and rest[-1].startswith("f="):
+            f = float(rest.pop()[2:])
+        if rest and rest[-1] == "discrete":
+            discrete = True
+            rest.pop()
+        if len(rest) not in (0, 2):
+            raise argparse.ArgumentTypeError(usage)
+        bounds = (parse_number(rest[0]), parse_number(rest[1])) if rest else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{usage}; lo and hi are numbers or multiples of pi (e.g. -pi/2)") from None
     try:
         return Observable(name, bounds, discrete=discrete, f=f)
     except ValueError as error:
@@ -75,19 +113,22 @@ def parse_assignment(spec: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"{spec!r}: use name=value") from None
 
 
-def parse_scan(spec: str) -> tuple[str, tuple[float, float, int]]:
-    """``name=lo:hi:n``, a grid of ``n`` evenly spaced values.
+def parse_scan(spec: str) -> tuple[str, int | tuple[float, float, int]]:
+    """``name=n`` (``n`` points around the MLE) or ``name=lo:hi:n`` (``n`` points from ``lo`` to ``hi``).
 
     Example:
-        >>> parse_scan("cx=-1:1:21")
-        ('cx', (-1.0, 1.0, 21))
+        >>> parse_scan("cx=-1:1:21"), parse_scan("cy=25")
+        (('cx', (-1.0, 1.0, 21)), ('cy', 25))
     """
     name, _, value = spec.partition("=")
     try:
-        lo, hi, n = value.split(":")
-        return name, (float(lo), float(hi), int(n))
+        parts = value.split(":")
+        if len(parts) == 1:
+            return name, int(parts[0])
+        lo, hi, n = parts
+        return name, (parse_number(lo), parse_number(hi), int(n))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{spec!r}: use name=lo:hi:n") from None
+        raise argparse.ArgumentTypeError(f"{spec!r}: use name=n (n points around the MLE) or name=lo:hi:n") from None
 
 
 def parse_device(spec: str):

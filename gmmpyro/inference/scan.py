@@ -210,8 +210,13 @@ def _scan(
     start: Mapping[str, float] | None,
     config: FitConfig,
     mle: FitResult | None = None,
+    may_refit: bool | None = None,
 ) -> ProfileScan:
-    """:func:`scan` of a :class:`~gmmpyro.inference.likelihood.Likelihood`; ``mle``: a global fit to reuse."""
+    """:func:`scan` of a :class:`~gmmpyro.inference.likelihood.Likelihood`.
+
+    ``mle``: a global fit to reuse; ``may_refit``: replace it by a refit from the best grid point
+    when the grid finds a lower minimum (default: only a fit made here).
+    """
     names, axes = _parse_grid(lik, grid)
     profile = lik.check_names(profile or (), what="profile")
     fixed = {n: float(v) for n, v in (fixed or {}).items()}
@@ -225,7 +230,8 @@ def _scan(
         if both:
             raise ValueError(f"parameter(s) {both} cannot be both {what}")
 
-    given_mle = mle is not None
+    if may_refit is None:
+        may_refit = mle is None
     if mle is None:
         mle = _fit(lik, fixed=fixed, start=start, bounds=bounds, config=config)
     if any(axis is None for axis in axes):
@@ -255,20 +261,21 @@ def _scan(
             if a < v < b
         }
         refit = _fit(lik, fixed=fixed, start=start_best, bounds=bounds, config=dataclasses.replace(config, n_starts=1))
-        if not given_mle and refit.twice_nll < mle.twice_nll - margin:
-            return _scan(lik, grid, profile=profile, fixed=fixed, bounds=bounds, start=None, config=config, mle=refit)
+        if may_refit and refit.twice_nll < mle.twice_nll - margin:
+            return _scan(
+                lik, grid, profile=profile, fixed=fixed, bounds=bounds, start=None, config=config, mle=refit,
+                may_refit=False,
+            )  # fmt: skip
         twice_min = float(twice[ok].min())
         warn(
             f"the scan found -2 ln L = {twice_min:.8g} below the global fit's {mle.twice_nll:.8g}; "
             "q is taken relative to the scan's minimum",
             ConvergenceWarning,
         )
-    n_bad = int((~ok).sum())
-    if n_bad:
-        warn(
-            f"{n_bad} of {G} scan points did not converge (or gave NaN); masked in ProfileScan.valid",
-            ConvergenceWarning,
-        )
+    if not ok.all():
+        q_grid = (twice - twice_min).reshape(shape).cpu().numpy()
+        at_bound = _at_profile_bound(lik, theta, profile, bounds).reshape(shape).cpu().numpy()
+        warn(_failed_points_message(ok.reshape(shape).cpu().numpy(), q_grid, at_bound, profile), ConvergenceWarning)
     return ProfileScan(
         params=names,
         grid=dict(zip(names, axes, strict=True)),
@@ -283,6 +290,53 @@ def _scan(
         n_iter=n_iter.reshape(shape).cpu().numpy(),
         twice_nll_min=twice_min,
         mle=mle,
+    )
+
+
+def _at_profile_bound(
+    lik: Likelihood, theta: torch.Tensor, profile: tuple[str, ...], bounds: Mapping | None
+) -> torch.Tensor:
+    """Whether any profiled parameter of each point ``theta (G, k)`` sits at its bound, shape ``(G,)``."""
+    if not profile:
+        return torch.zeros(theta.shape[0], dtype=torch.bool, device=theta.device)
+    lo, hi = _box(lik, profile, bounds)
+    z = theta[:, [lik.index(n) for n in profile]]  # G p
+    tol = 1e-6 * (1 + z.abs())
+    return ((z - lo).abs() <= tol).any(-1) | ((hi - z).abs() <= tol).any(-1)
+
+
+def _failed_points_message(ok: np.ndarray, q: np.ndarray, at_bound: np.ndarray, profile: tuple[str, ...]) -> str:
+    """Where the failed points of a scan lie and whether the 95 % intervals and contours depend on them."""
+    bad = ~ok
+    edge = np.zeros_like(bad)
+    for axis in range(bad.ndim):
+        index = [slice(None)] * bad.ndim
+        for end in (0, -1):
+            index[axis] = end
+            edge[tuple(index)] = True
+    threshold = delta_q(_EDGE_CL, bad.ndim)
+    inside = np.where(ok & np.isfinite(q), q < threshold, False)
+    bordering = np.zeros_like(bad)
+    for axis in range(bad.ndim):
+        for shift in (1, -1):
+            neighbour = np.roll(inside, shift, axis=axis)
+            index = [slice(None)] * bad.ndim
+            index[axis] = 0 if shift == 1 else -1  # no neighbour across the edge
+            neighbour[tuple(index)] = False
+            bordering |= bad & neighbour
+    parts = [f"{int((bad & edge).sum())} on the grid's edge"]
+    if profile:
+        parts.append(f"{int((bad & at_bound).sum())} with a profiled parameter ({', '.join(profile)}) at its bound")
+    n_near = int(bordering.sum())
+    impact = (
+        f"{n_near} of them border the {_EDGE_CL:.0%} region: intervals and contours there are uncertain "
+        "(refine the grid or widen the bounds)"
+        if n_near
+        else f"none borders the {_EDGE_CL:.0%} region, so the intervals and contours do not depend on them"
+    )
+    return (
+        f"{int(bad.sum())} of {bad.size} scan points did not converge (or gave NaN): {', '.join(parts)}; "
+        f"{impact}; they are masked in ProfileScan.valid"
     )
 
 
@@ -302,8 +356,11 @@ def _scan_window(
     windows = {n: _initial_window(mle, n, len(grid), limits[n]) for n in auto}
     for _ in range(_MAX_WIDENINGS + 1):
         explicit = {n: (*windows[n], auto[n]) if n in auto else spec for n, spec in grid.items()}
-        result = _scan(lik, explicit, profile=profile, fixed=fixed, bounds=bounds, start=None, config=config, mle=mle)
-        if result.mle.twice_nll < mle.twice_nll:  # the scan found and refitted a lower minimum
+        result = _scan(
+            lik, explicit, profile=profile, fixed=fixed, bounds=bounds, start=None, config=config, mle=mle,
+            may_refit=True,
+        )  # fmt: skip
+        if result.mle.twice_nll < mle.twice_nll:  # the grid found a lower minimum: centre on its refit
             windows = {n: _initial_window(result.mle, n, len(grid), limits[n]) for n in auto}
             mle = result.mle
             continue

@@ -155,11 +155,15 @@ class ProfileScan(Result):
             ends.append(float(brentq(lambda t: spline(t) - thr, fine[j], fine[j + 1], xtol=1e-12)))
         return ends[0], ends[1]
 
-    def contour(self, cl: float = 0.68) -> list[np.ndarray]:
+    def contour(self, cl: float = 0.68, *, refine: int = 8) -> list[np.ndarray]:
         """Wilks contour ``q = Δq`` (2 dof, :func:`~gmmpyro.inference.wilks.delta_q`) of a 2-D scan.
 
-        Linear interpolation of ``q`` between grid points (contourpy, as matplotlib's contour);
-        invalid points are masked, zero-likelihood (``q = inf``) points lie outside; see
+        ``q`` is interpolated bicubically onto a grid ``refine`` times finer before contouring,
+        where the 4×4 neighbourhood of a cell is valid and finite (bilinearly elsewhere), so a
+        coarse scan gives a smooth contour: on the toy, a 21 × 21 scan's 68 % contour encloses
+        the area of a 201 × 201 scan's to 0.1 % (7 % with linear interpolation).
+        ``refine=1`` interpolates linearly between grid points. Invalid points are masked,
+        zero-likelihood (``q = inf``) points lie outside; see
         :func:`~gmmpyro.inference.wilks.contour_lines`.
 
         Returns:
@@ -168,7 +172,7 @@ class ProfileScan(Result):
         if len(self.params) != 2:
             raise ValueError(f"contour needs a 2-D scan; this one scans {self.params}")
         x, y = (self.grid[n] for n in self.params)
-        return contour_lines(x, y, self.q, cl, valid=self.valid)
+        return contour_lines(x, y, self.q, cl, valid=self.valid, refine=refine)
 
     # ----------------------------------------------------------------- export and display
     def to_xarray(self):

@@ -1,7 +1,7 @@
 """All gmmpyro figures in one namespace (matplotlib; each takes ``ax=``/``axes=`` and returns the Figure).
 
-* Inference: :func:`compare` (profile-likelihood contours beside posterior credible regions),
-  :func:`plot_profile`.
+* Inference: :func:`compare` (profile-likelihood contours and ``q = -2 Δln L`` curves beside
+  the posterior's credible regions and ``-2 ln(p/p_max)``, truth marked), :func:`plot_profile`.
 * Validation: :func:`plot_marginals`, :func:`plot_pairs`, :func:`plot_parameter_dependence`,
   :func:`plot_contour_agreement`.
 * The model itself: :func:`plot_mixture`, :func:`plot_training_history`.

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["plot_contour_agreement", "plot_marginals", "plot_pairs", "plot_parameter_dependence"]
 
 _STATUS_COLOURS = {EMPTY: "white", MODEL_ONLY: "black", REFERENCE_ONLY: "0.6"}
+_MIN_WIDTH, _MIN_HEIGHT = 4.8, 4.2  # inches of a new contour figure: one panel and its legend
+_WIDE_LEGEND = 5.6  # inches a one-row legend of the contour figure needs
 
 
 # --------------------------------------------------------------------------- 1-D marginals
@@ -292,7 +294,8 @@ def plot_contour_agreement(
     P = len(result.truths)
     if axes is None:
         nrows, ncols_, cells = point_cells(result.truths, ncols)
-        fig, ax_list = new_panels(nrows, ncols_, cells, figsize=(3.0 * ncols_, 2.9 * nrows), layout="constrained")
+        size = (max(3.0 * ncols_, _MIN_WIDTH), max(2.9 * nrows, _MIN_HEIGHT))  # one panel stays readable
+        fig, ax_list = new_panels(nrows, ncols_, cells, figsize=size, layout="constrained")
     else:
         fig, ax_list = given_axes(axes, P, "plot_contour_agreement")
     trained = None if trained_points is None else np.asarray(trained_points, dtype=float).reshape(-1, 2)
@@ -338,5 +341,6 @@ def plot_contour_agreement(
         ax_list[0].plot([], [], "x", color="0.3", label="MLE")[0],
         ax_list[0].plot([], [], "o", color="black", ms=4, label="true point")[0],
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize="small", frameon=False)
+    wide = fig.get_figwidth() >= _WIDE_LEGEND  # four entries fit in one row
+    fig.legend(handles=handles, loc="outside lower center", ncols=4 if wide else 2, fontsize="small", frameon=False)
     return fig

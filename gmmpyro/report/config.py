@@ -19,10 +19,15 @@ class ReportConfig:
         bins, bins_2d: bins per observable of the 1-D marginals and of the pair maps.
         c2st_events: most events per class of the classifier test; ``0`` skips it.
         c2st_folds: its cross-validation folds; ``classifier`` its network.
+        c2st_graded: grade the classifier test; ``False`` reports its AUC as information only
+            (verdict ``INFO``, left out of the overall verdict), for a classifier with too few
+            events or epochs to see the differences the other metrics see, which would otherwise
+            PASS a model they FAIL.
         kl_events: events drawn from the truth for the KL gap.
         reweight_events: events drawn at ``θ_ref`` for the parameter-dependence figures.
-        pseudo_points: true points per parameter of the inference check (``3`` → the paper's
-            nine); ``0`` skips it. Only with a truth and two parameters.
+        pseudo_points: true points per scanned parameter of the inference check (``3`` → the
+            paper's nine); ``0`` skips it. Only with a truth and at least two parameters: the first
+            two are scanned, any others profiled.
         pseudo_events: events per pseudo-dataset (paper: 400).
         grid_points: scan grid points per parameter.
         window: each pseudo-dataset is scanned on its own grid, the true point ± this fraction of
@@ -32,8 +37,8 @@ class ReportConfig:
         thresholds: the verdicts' :class:`Thresholds`.
 
     Example:
-        >>> ReportConfig.quick().model_samples
-        20000
+        >>> ReportConfig.quick().model_samples, ReportConfig.quick().c2st_graded
+        (20000, False)
     """
 
     model_samples: int = 200_000
@@ -41,6 +46,7 @@ class ReportConfig:
     bins_2d: int = 20
     c2st_events: int = 20_000
     c2st_folds: int = 5
+    c2st_graded: bool = True
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     kl_events: int = 100_000
     reweight_events: int = 100_000
@@ -53,12 +59,13 @@ class ReportConfig:
 
     @classmethod
     def quick(cls) -> ReportConfig:
-        """Small samples and grids: a first look in well under a minute."""
+        """Small samples and grids: a first look in well under a minute (the classifier test not graded)."""
         return cls(
             model_samples=20_000,
             c2st_events=2_000,
             c2st_folds=3,
             classifier=ClassifierConfig(epochs=10),
+            c2st_graded=False,
             kl_events=10_000,
             reweight_events=20_000,
             pseudo_points=1,

@@ -110,14 +110,42 @@ class ReportContext:
         """Half the width of the training range, shape ``(k,)``."""
         return (self.bounds[:, 1] - self.bounds[:, 0]) / 2
 
+    @property
+    def shared(self) -> np.ndarray:
+        """Per parameter, whether every reference event has the same value, shape ``(k,)``."""
+        rows = self.theta_ref_rows.numpy()  # N k
+        return np.all(rows == rows[:1], axis=0)
+
+    @property
+    def reference_point(self) -> np.ndarray:
+        """The reference events' value of each parameter they all share, else the centre of the
+        training range, shape ``(k,)`` (events at ``cx = 0.5`` and several ``cy`` on a ±1.5 range:
+        ``[0.5, 0.0]``). The ``θ_ref`` of the dependence and mixture figures, and the true value of
+        the profiled parameters in the inference check.
+        """
+        return np.where(self.shared, self.theta_ref_rows[0].numpy(), self.centre)
+
     def snap(self, points: np.ndarray) -> np.ndarray:
-        """Move each coordinate onto the nearest value the reference events have (so simulated events exist)."""
-        if self.distinct is None:
-            return points
+        """Move each point onto the nearest values the reference events have, so simulated events
+        exist there for the comparison; duplicates are dropped (first kept).
+
+        Only parameters for which the reference has several values are moved: with one value the
+        reference cannot show a dependence on that parameter, and snapping would collapse every
+        point onto it. Without a list of distinct points (more than 64) nothing moves.
+
+        Arguments:
+            points: parameter points, shape ``(G, k)``.
+
+        Returns:
+            The points, shape ``(G', k)`` with ``G' ≤ G``.
+        """
         out = points.copy()
+        if self.distinct is None:
+            return out
         for j in range(points.shape[1]):
             values = np.unique(self.distinct[:, j])
-            out[:, j] = values[np.abs(values[None, :] - points[:, j : j + 1]).argmin(1)]
+            if len(values) > 1:
+                out[:, j] = values[np.abs(values[None, :] - points[:, j : j + 1]).argmin(1)]
         _, keep = np.unique(out, axis=0, return_index=True)
         return out[np.sort(keep)]
 

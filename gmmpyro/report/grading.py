@@ -1,7 +1,8 @@
 """The report's verdicts: :class:`Thresholds` and one grading rule per metric.
 
 A metric is graded ``PASS``, ``WARN`` or ``FAIL`` against its thresholds (``SKIP`` when it
-was not run); a report's verdict is the :func:`worst` of its metrics'.
+was not run, ``INFO`` when it ran but is reported as information only); a report's verdict is
+the :func:`worst` of its graded metrics'.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "FAIL",
+    "INFO",
     "PASS",
     "SKIP",
     "WARN",
@@ -23,18 +25,18 @@ __all__ = [
     "worst",
 ]
 
-PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
+PASS, WARN, FAIL, SKIP, INFO = "PASS", "WARN", "FAIL", "SKIP", "INFO"
 _ORDER = {PASS: 0, WARN: 1, FAIL: 2}
 
 
 def worst(*verdicts: str) -> str:
-    """The worst of some verdicts; ``SKIP`` only if nothing else was graded.
+    """The worst of some verdicts, ``SKIP`` and ``INFO`` left out; ``SKIP`` if nothing was graded.
 
     Example:
-        >>> worst(SKIP, PASS), worst(PASS, WARN, SKIP), worst(SKIP)
-        ('PASS', 'WARN', 'SKIP')
+        >>> worst(SKIP, PASS), worst(PASS, WARN, SKIP), worst(INFO, SKIP), worst(INFO, PASS)
+        ('PASS', 'WARN', 'SKIP', 'PASS')
     """
-    graded = [v for v in verdicts if v != SKIP]
+    graded = [v for v in verdicts if v in _ORDER]
     return max(graded, key=_ORDER.get) if graded else SKIP
 
 
@@ -88,12 +90,22 @@ def grade_kl(r, t: Thresholds) -> tuple[str, str]:
     )
 
 
-def grade_c2st(r, t: Thresholds) -> tuple[str, str]:
-    """Verdict and explanation of a :class:`~gmmpyro.validation.C2ST`."""
-    return _grade(r.auc, t.auc_pass, t.auc_warn), (
+def grade_c2st(r, t: Thresholds, *, graded: bool = True) -> tuple[str, str]:
+    """Verdict and explanation of a :class:`~gmmpyro.validation.C2ST`.
+
+    With ``graded=False`` (a classifier too weak to be a pass criterion, as in
+    :meth:`ReportConfig.quick`) the verdict is ``INFO`` and the line says why.
+    """
+    numbers = (
         f"classifier AUC = {r.auc:.4f} ± {r.auc_null_stderr:.4f} (z = {r.z:.1f}; 0.5 = indistinguishable; "
-        f"PASS ≤ {t.auc_pass}, WARN ≤ {t.auc_warn}, else FAIL)"
+        f"{r.n_per_class} events per class"
     )
+    if not graded:
+        return INFO, (
+            f"{numbers}) — not graded, information only: too few events/epochs to detect differences of "
+            "the size the other metrics see (ReportConfig.c2st_graded = False, as in --quick)"
+        )
+    return _grade(r.auc, t.auc_pass, t.auc_warn), f"{numbers}; PASS ≤ {t.auc_pass}, WARN ≤ {t.auc_warn}, else FAIL)"
 
 
 def grade_marginals(r, t: Thresholds) -> tuple[str, str]:
@@ -122,8 +134,11 @@ def grade_pairs(r, t: Thresholds) -> tuple[str, str]:
     )
 
 
-def grade_contours(r, t: Thresholds) -> tuple[str, str]:
-    """Verdict and explanation of a :class:`~gmmpyro.validation.ContourAgreement`."""
+def grade_contours(r, t: Thresholds, *, profiled_at: dict[str, float] | None = None) -> tuple[str, str]:
+    """Verdict and explanation of a :class:`~gmmpyro.validation.ContourAgreement`.
+
+    ``profiled_at`` gives the true value of each profiled parameter, named in the line.
+    """
     iou, dist = r.mean_iou_68, r.mean_mle_distance
     failed = sum(bool(f) for f in r.failed)
     verdict = worst(
@@ -131,9 +146,14 @@ def grade_contours(r, t: Thresholds) -> tuple[str, str]:
         _grade(dist, t.mle_pass, t.mle_warn),
         WARN if failed else PASS,
     )
+    scanned = f"{r.params[0]}, {r.params[1]} scanned"
+    if r.profiled:
+        values = profiled_at or {}
+        true = ", ".join(f"{p} = {values[p]:.3g}" for p in r.profiled if p in values)
+        scanned += f"; {', '.join(r.profiled)} profiled" + (f", true {true}" if true else "")
     return verdict, (
-        f"inference on {len(r.truths)} pseudo-datasets of {r.n_events} events: mean IoU 68 % = {iou:.3f} "
-        f"(95 %: {r.mean_iou_95:.3f}), mean MLE distance = {dist:.4f}"
+        f"inference ({scanned}) on {len(r.truths)} pseudo-datasets of {r.n_events} events: mean IoU 68 % = "
+        f"{iou:.3f} (95 %: {r.mean_iou_95:.3f}), mean MLE distance = {dist:.4f}"
         + (f", {failed} scan(s) failed" if failed else "")
         + f" (PASS: IoU ≥ {t.iou_pass} and distance ≤ {t.mle_pass}; WARN: ≥ {t.iou_warn} and ≤ {t.mle_warn})"
     )

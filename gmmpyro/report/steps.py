@@ -74,7 +74,7 @@ def classifier(ctx: ReportContext) -> None:
         theta_b=ctx.theta_ref_rows if with_theta else None, names=ctx.names, n_folds=config.c2st_folds,
         max_events=config.c2st_events, classifier=config.classifier, seed=ctx.seed,
     )  # fmt: skip
-    ctx.results["c2st"], ctx.verdicts["c2st"] = r, grade_c2st(r, config.thresholds)
+    ctx.results["c2st"], ctx.verdicts["c2st"] = r, grade_c2st(r, config.thresholds, graded=config.c2st_graded)
 
 
 def kl(ctx: ReportContext) -> None:
@@ -95,8 +95,8 @@ def dependence(ctx: ReportContext) -> None:
     from ..validation import reweighted_dependence, simulated_dependence
 
     n, seed = ctx.config.reweight_events, ctx.seed
-    theta_ref = ctx.snap(ctx.centre[None])[0]
-    points = _dependence_points(ctx)
+    theta_ref = ctx.snap(ctx.reference_point[None])[0]
+    points = _dependence_points(ctx, theta_ref)
     r = reweighted_dependence(ctx.model, theta_ref, points, n=n, seed=seed + 2)
     ctx.results["dependence_model"] = r
     compare = []
@@ -115,16 +115,39 @@ def dependence(ctx: ReportContext) -> None:
         ctx.save(plot_parameter_dependence(r, observable=name, compare=compare), f"dependence_{name}")
 
 
-def _dependence_points(ctx: ReportContext) -> np.ndarray:
-    """θ points around the centre: a 3 × 3 grid for up to two parameters, else one parameter at a time."""
+def _others(ctx: ReportContext, base: np.ndarray, j: int) -> np.ndarray:
+    """The two of ``centre_j + (-s, 0, s)·half_j`` farthest from ``base_j``: both differ from it."""
+    values = ctx.centre[j] + np.array([-_SPREAD, 0.0, _SPREAD]) * ctx.half[j]
+    return np.sort(values[np.argsort(-np.abs(values - base[j]), kind="stable")[:2]])
+
+
+def _dependence_points(ctx: ReportContext, theta_ref: np.ndarray) -> np.ndarray:
+    """θ points, shape ``(G, k)``: a 3 × 3 grid around the centre for up to two parameters, else
+    ``θ_ref`` and one parameter at a time moved away from it (snapped onto the reference's values).
+    """
     k = len(ctx.params)
     if k <= 2:
         offsets = np.array(np.meshgrid(*[[-_SPREAD, 0.0, _SPREAD]] * k, indexing="ij")).reshape(k, -1).T
-    else:
-        offsets = np.zeros((2 * k + 1, k))
-        for j in range(k):
-            offsets[2 * j + 1, j], offsets[2 * j + 2, j] = -_SPREAD, _SPREAD
-    return ctx.snap(ctx.centre + offsets * ctx.half)
+        return ctx.snap(ctx.centre + offsets * ctx.half)
+    points = np.repeat(theta_ref[None], 2 * k + 1, axis=0)  # 2k+1 k
+    for j in range(k):
+        points[2 * j + 1 : 2 * j + 3, j] = _others(ctx, theta_ref, j)
+    return ctx.snap(points)
+
+
+def _mixture_points(ctx: ReportContext) -> np.ndarray:
+    """Three distinct θ, shape ``(3, k)``: ``θ_ref`` and two values of the first parameter that
+    stays distinct once snapped onto the reference's values (else of the first, unsnapped)."""
+    theta_ref = ctx.snap(ctx.reference_point[None])[0]
+    first = None
+    for j in range(len(ctx.params)):
+        points = np.repeat(theta_ref[None], 3, axis=0)  # 3 k
+        points[1:, j] = _others(ctx, theta_ref, j)
+        first = points if first is None else first
+        snapped = ctx.snap(points)
+        if len(snapped) == 3:
+            return snapped
+    return first
 
 
 def mixture(ctx: ReportContext) -> None:
@@ -135,10 +158,7 @@ def mixture(ctx: ReportContext) -> None:
     first = model.order[0]
     if model.observables[first].discrete:
         return
-    theta_ref = ctx.snap(ctx.centre[None])[0]
-    offsets = np.zeros((3, len(ctx.params)))
-    offsets[1, 0], offsets[2, 0] = -_SPREAD, _SPREAD
-    points = ctx.snap(theta_ref + offsets * ctx.half)
+    points = _mixture_points(ctx)
     ctx.save(plot_mixture(model, first, points, reference=(ctx.x_ref, ctx.theta_ref_rows)), "mixture")
 
 
@@ -152,22 +172,33 @@ def training_history(ctx: ReportContext) -> None:
 
 
 def inference(ctx: ReportContext) -> None:
-    """Fig. 15: profile-likelihood regions of model and truth on pseudo-datasets drawn from the truth."""
+    """Fig. 15: profile-likelihood regions of model and truth on pseudo-datasets drawn from the truth.
+
+    The first two parameters are scanned; any others are profiled, their true value the
+    reference events' if they all share one, else the centre of the training range.
+    """
     from ..plotting import plot_contour_agreement
     from ..validation import contour_agreement
 
-    config, centre, half, bounds = ctx.config, ctx.centre, ctx.half, ctx.bounds
+    config, centre, half, bounds = ctx.config, ctx.centre[:2], ctx.half[:2], ctx.bounds
+    scanned, profiled = ctx.params[:2], ctx.params[2:]
     values = [centre + f * half for f in np.linspace(-_PAPER_TRUTHS, _PAPER_TRUTHS, config.pseudo_points)]
     if config.pseudo_points == 1:
         values = [centre]
     truths = np.array(np.meshgrid(*[[v[j] for v in values] for j in range(2)], indexing="ij")).reshape(2, -1).T
-    grid = {p: (float(bounds[j, 0]), float(bounds[j, 1]), int(config.grid_points)) for j, p in enumerate(ctx.params)}
+    fixed = ctx.reference_point[2:]
+    truths = np.column_stack([truths, np.broadcast_to(fixed, (len(truths), len(fixed)))])  # P k
+    grid = {p: (float(bounds[j, 0]), float(bounds[j, 1]), int(config.grid_points)) for j, p in enumerate(scanned)}
     window = config.window * half if config.window > 0 else None
     r = contour_agreement(
-        ctx.model, ctx.truth, truths, n_events=config.pseudo_events, grid=grid, window=window, seed=ctx.seed + 4
-    )
-    ctx.results["inference"], ctx.verdicts["inference"] = r, grade_contours(r, config.thresholds)
-    ctx.save(plot_contour_agreement(r, trained_points=ctx.distinct), "inference")
+        ctx.model, ctx.truth, truths, n_events=config.pseudo_events, grid=grid, window=window, profile=profiled,
+        seed=ctx.seed + 4,
+    )  # fmt: skip
+    profiled_at = dict(zip(profiled, fixed.tolist(), strict=True))
+    ctx.results["inference"] = r
+    ctx.verdicts["inference"] = grade_contours(r, config.thresholds, profiled_at=profiled_at)
+    trained = None if ctx.distinct is None else np.unique(ctx.distinct[:, :2], axis=0)
+    ctx.save(plot_contour_agreement(r, trained_points=trained), "inference")
 
 
 def _without_classifier(ctx: ReportContext) -> str | None:
@@ -182,9 +213,9 @@ def _without_truth(ctx: ReportContext) -> str | None:
 
 def _without_contours(ctx: ReportContext) -> str | None:
     truth, k, points = ctx.truth, len(ctx.params), ctx.config.pseudo_points
-    if truth is not None and k == 2 and points > 0:
+    if truth is not None and k >= 2 and points > 0:
         return None
-    why = "no true density given" if truth is None else f"needs two parameters, the model has {k}"
+    why = "no true density given" if truth is None else f"needs at least two parameters, the model has {k}"
     why = why if points > 0 or truth is None else "ReportConfig.pseudo_points = 0"
     return f"model-vs-truth contours not run: {why}"
 

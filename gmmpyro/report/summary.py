@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["machine", "markdown", "write_json"]
+__all__ = ["machine", "markdown", "overview", "write_json"]
+
+_GROUPS = (("FAIL", "FAIL"), ("WARN", "WARN"), ("PASS", "PASS"), ("INFO", "not graded"), ("SKIP", "not run"))
 
 
 def machine() -> str:
@@ -40,6 +42,24 @@ def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(_strict(plain(data)), indent=1, allow_nan=False), encoding="utf-8")
 
 
+def overview(verdicts: dict[str, str]) -> str:
+    """The metrics grouped by verdict, worst first, in one line.
+
+    Arguments:
+        verdicts: ``{metric: verdict}``.
+
+    Example:
+        >>> overview({"kl_gap": "FAIL", "c2st": "INFO", "pairs": "PASS", "marginals_data": "FAIL"})
+        'FAIL: kl_gap, marginals_data; PASS: pairs; not graded: c2st'
+    """
+    groups = []
+    for verdict, label in _GROUPS:
+        keys = [key for key, v in verdicts.items() if v == verdict]
+        if keys:
+            groups.append(f"{label}: {', '.join(keys)}")
+    return "; ".join(groups)
+
+
 _FIGURE_NOTES = {
     "marginals_data": (
         "1-D marginals, model (black) vs reference (red); a ratio inside the grey band is within statistics"
@@ -60,6 +80,8 @@ def markdown(summary: dict, n_parameters: int) -> str:
     lines = [
         f"# gmmpyro model report — **{summary['verdict']}**",
         "",
+        overview({key: entry["verdict"] for key, entry in summary["verdicts"].items()}),
+        "",
         f"Model: observables {inputs['observables']}, parameters {inputs['params']}, "
         f"{n_parameters} network parameters. Reference: {inputs['reference_events']} events "
         f"(θ {inputs['reference_theta']}); {inputs['model_events']} model events drawn at the same θ."
@@ -73,8 +95,9 @@ def markdown(summary: dict, n_parameters: int) -> str:
         lines.append(f"| {key} | **{entry['verdict']}** | {cell} |")
     lines += [
         "",
-        "The overall verdict is the worst of the lines above. A WARN on a large sample often means a "
-        "statistically significant but small mismodelling: judge it on the ratio panels.",
+        "The overall verdict is the worst of the graded lines above (INFO: reported but not graded; SKIP: "
+        "not run). A WARN on a large sample often means a statistically significant but small "
+        "mismodelling: judge it on the ratio panels.",
         "",
         "## Figures",
         "",

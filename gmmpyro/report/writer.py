@@ -11,7 +11,7 @@ from pathlib import Path
 from .._results import Result, Table
 from .config import ReportConfig
 from .context import ReportContext
-from .grading import FAIL, PASS, SKIP, worst
+from .grading import FAIL, PASS, SKIP, WARN, worst
 from .steps import STEPS, Step
 from .summary import machine, markdown, write_json
 
@@ -26,8 +26,10 @@ class ReportResult(Result):
 
     Attributes:
         out_dir: the report folder.
-        verdict: the worst verdict over all metrics (``PASS``, ``WARN`` or ``FAIL``).
-        verdicts: ``{metric: (verdict, one-line explanation with thresholds)}``.
+        verdict: the worst verdict over the graded metrics (``PASS``, ``WARN`` or ``FAIL``;
+            ``SKIP`` if none was graded).
+        verdicts: ``{metric: (verdict, one-line explanation with thresholds)}``; a verdict is
+            ``PASS``, ``WARN``, ``FAIL``, ``INFO`` (reported, not graded) or ``SKIP`` (not run).
         metrics: the headline numbers, as in ``summary.json``.
         figures: paths of the PNG files.
         warnings: warnings raised while the report ran (category: message).
@@ -52,6 +54,18 @@ class ReportResult(Result):
         """Path of ``summary.json``."""
         return self.out_dir / "summary.json"
 
+    def exit_status(self, *, strict: bool = False) -> int:
+        """``1`` if the verdict is ``FAIL`` (or, with ``strict``, ``WARN``), else ``0``: the exit
+        status of ``gmmpyro report`` (``--strict``), for scripts and CI.
+
+        Example:
+            >>> from pathlib import Path
+            >>> r = ReportResult(Path("r"), "WARN", {}, {}, (), (), 1.0)
+            >>> r.exit_status(), r.exit_status(strict=True)
+            (0, 1)
+        """
+        return int(self.verdict == FAIL or (strict and self.verdict == WARN))
+
     def _table(self) -> Table:
         title = f"ReportResult: {self.verdict} — {self.out_dir} ({len(self.figures)} figures, {self.seconds:.0f} s)"
         rows = [(verdict, f"{key}: {line}") for key, (verdict, line) in self.verdicts.items()]
@@ -75,11 +89,18 @@ def write_report(
     with ratio panels), ``pairs_reference.png``, ``pairs_model.png``, ``pairs_pull.png`` (2-D
     marginals and the pull map of eq. 10), ``dependence_<observable>.png`` (reweighted
     ``p(x|θ)/p(x|θ_ref)``), ``mixture.png`` (the first observable's Gaussian components),
-    ``inference.png`` (Fig. 15: 68/95 % regions model vs truth; with ``truth`` and two
-    parameters), ``training.png`` (loss and learning rate), then ``summary.md`` and
+    ``inference.png`` (Fig. 15: 68/95 % regions model vs truth; with ``truth`` and at least
+    two parameters), ``training.png`` (loss and learning rate), then ``summary.md`` and
     ``summary.json`` (headline numbers and a verdict per metric, thresholds stated) and
     ``details.json`` (every result's :meth:`to_dict`). Warnings raised on the way are collected
     into the summary instead of being raised.
+
+    The overall verdict is the worst of the graded metrics; with ``config.c2st_graded = False``
+    (as in :meth:`ReportConfig.quick`) the classifier test is reported as ``INFO`` only. The
+    inference check scans the first two parameters and profiles any others at the reference
+    events' value (if they share one; else the centre of the training range). The dependence
+    and mixture figures take ``θ_ref`` from the reference events in the same way, and move their
+    ``θ`` points onto the reference's values only along parameters where it has several.
 
     Arguments:
         model: a trained :class:`~gmmpyro.DensityModel`.

@@ -48,8 +48,9 @@ def _upsample(q: np.ndarray, valid, x: np.ndarray, y: np.ndarray, fx: np.ndarray
 def region_iou(q_a, q_b, x, y, threshold: float, *, valid_a=None, valid_b=None, refine: int = 8) -> float:
     """Intersection over union of the regions ``{q < threshold}`` of two grids of ``q``.
 
-    Both grids are linearly interpolated (as contour lines are drawn) onto a grid ``refine``
-    times finer, and the area of each region is summed with trapezoid cell weights; points with
+    Both grids are linearly interpolated onto a grid ``refine`` times finer (contour lines are
+    drawn with a smoother local cubic; the two regions compared are interpolated alike), and the
+    area of each region is summed with trapezoid cell weights; points with
     ``q = inf`` or ``valid = False`` lie outside. ``NaN`` if both regions are empty.
 
     Arguments:
