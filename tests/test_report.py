@@ -262,20 +262,23 @@ def nuisance():
 
 
 @pytest.mark.filterwarnings("ignore::gmmpyro.exceptions.GmmpyroWarning")  # a one-epoch model fits poorly
-def test_three_parameters_scan_two_and_profile_the_third(nuisance, tmp_path, monkeypatch, no_png):
+@pytest.mark.parametrize("how", ["profile", "fix"])
+def test_three_parameters_scan_two_and_profile_or_fix_the_third(how, nuisance, tmp_path, monkeypatch, no_png):
     toy, model = nuisance
     points = [[cx, cy, 0.5] for cx, cy in ([-1.0, 0.0], [1.0, 0.0], [0.0, 1.0])]  # every event at nu = 0.5
     x_ref, theta_ref = toy.grid_dataset(400, grid=points, seed=1)
     drawn = _spy_on_mixture(monkeypatch)
     config = ReportConfig(
         model_samples=1200, bins=10, bins_2d=4, c2st_events=0, kl_events=600, reweight_events=600,
-        pseudo_points=1, pseudo_events=150, grid_points=5, dpi=20,
+        pseudo_points=1, pseudo_events=150, grid_points=5, dpi=20, nuisance=how,
     )  # fmt: skip
     result = write_report(model, x_ref, theta_ref, truth=toy, out_dir=tmp_path, progress=False, config=config)
     verdict, line = result.verdicts["inference"]
-    assert verdict != "SKIP" and "inference (cx, cy scanned; nu profiled, true nu = 0.5)" in line
+    words = "profiled" if how == "profile" else "fixed at the truth"
+    assert verdict != "SKIP" and f"inference (cx, cy scanned; nu {words}, true nu = 0.5)" in line
     inference = _strict_json(tmp_path / "details.json")["inference"]
-    assert inference["params"] == ["cx", "cy"] and inference["profiled"] == ["nu"]
+    assert inference["params"] == ["cx", "cy"]
+    assert (inference["profiled"], inference["fixed"]) == ((["nu"], []) if how == "profile" else ([], ["nu"]))
     assert inference["truths"] == [[0.0, 0.0]]
     assert "inference.png" in [p.name for p in result.figures]
     dependence = _strict_json(tmp_path / "details.json")["dependence_model"]

@@ -353,6 +353,22 @@ def test_contour_agreement_on_a_window_around_each_truth(toy):
         contour_agreement(toy, toy, truths, grid=grid, window=[0.1, -1.0])
 
 
+def test_contour_agreement_fixes_a_nuisance_at_each_truth():
+    toy = ToyModel(x3_shift=0.3)  # (cx, cy, nu)
+    grid = {"cx": (-1.5, 1.5, 21), "cy": (-1.5, 1.5, 21)}
+    truths = [[0.8, 0.5, 0.7], [-0.6, -0.8, -1.2]]
+    same = contour_agreement(toy, toy, truths, grid=grid, window=0.4, fix=["nu"], seed=1)
+    assert same.fixed == ("nu",) and same.profiled == ()
+    assert same.iou_68.tolist() == [1.0, 1.0] and same.mle_distance.tolist() == [0.0, 0.0]
+    # each scan is the reference's own scan of its pseudo-dataset with nu at that dataset's true value
+    x = toy.sample(400, torch.tensor(truths[1], dtype=toy.dtype), seed=2)
+    axes = {"cx": same.grid_x[1], "cy": same.grid_y[1]}
+    own = scan(toy, x, axes, fixed={"nu": -1.2}, bounds={n: (-1.5, 1.5) for n in grid}, config=FitConfig(seed=1))
+    np.testing.assert_allclose(same.q_reference[1], own.q, atol=1e-9)
+    with pytest.raises(ValueError, match="both profiled and fixed"):
+        contour_agreement(toy, toy, truths, grid=grid, profile=["nu"], fix=["nu"])
+
+
 def test_contour_agreement_records_a_failed_scan(toy):
     grid = {"cx": (-1.5, 1.5, 11), "cy": (-1.5, 1.5, 11)}
     with pytest.warns(ConvergenceWarning, match="model scan failed: boom"):

@@ -48,7 +48,7 @@ def _parse_grid(lik: Likelihood, grid: GridSpec) -> tuple[tuple[str, ...], list[
                     f"grid {n!r}: {spec} is ambiguous; write (lo, hi, n) as a tuple for n evenly spaced "
                     f"values, or np.array({spec}) for these three values"
                 )
-            axis = np.asarray(spec.detach().cpu() if isinstance(spec, torch.Tensor) else spec, dtype=float)
+            axis = np.array(spec.detach().cpu() if isinstance(spec, torch.Tensor) else spec, dtype=float)
             if axis.ndim != 1 or axis.size < 2 or not np.all(np.isfinite(axis)) or np.any(np.diff(axis) <= 0):
                 raise ValueError(
                     f"grid {n!r}: explicit values must be a finite, strictly increasing 1-D array, got {spec!r}"

@@ -134,10 +134,10 @@ def grade_pairs(r, t: Thresholds) -> tuple[str, str]:
     )
 
 
-def grade_contours(r, t: Thresholds, *, profiled_at: dict[str, float] | None = None) -> tuple[str, str]:
+def grade_contours(r, t: Thresholds, *, true_values: dict[str, float] | None = None) -> tuple[str, str]:
     """Verdict and explanation of a :class:`~gmmpyro.validation.ContourAgreement`.
 
-    ``profiled_at`` gives the true value of each profiled parameter, named in the line.
+    ``true_values`` gives the true value of each profiled or fixed parameter, named in the line.
     """
     iou, dist = r.mean_iou_68, r.mean_mle_distance
     failed = sum(bool(f) for f in r.failed)
@@ -147,10 +147,11 @@ def grade_contours(r, t: Thresholds, *, profiled_at: dict[str, float] | None = N
         WARN if failed else PASS,
     )
     scanned = f"{r.params[0]}, {r.params[1]} scanned"
-    if r.profiled:
-        values = profiled_at or {}
-        true = ", ".join(f"{p} = {values[p]:.3g}" for p in r.profiled if p in values)
-        scanned += f"; {', '.join(r.profiled)} profiled" + (f", true {true}" if true else "")
+    values = true_values or {}
+    for names, how in ((r.profiled, "profiled"), (r.fixed, "fixed at the truth")):
+        if names:
+            true = ", ".join(f"{p} = {values[p]:.3g}" for p in names if p in values)
+            scanned += f"; {', '.join(names)} {how}" + (f", true {true}" if true else "")
     return verdict, (
         f"inference ({scanned}) on {len(r.truths)} pseudo-datasets of {r.n_events} events: mean IoU 68 % = "
         f"{iou:.3f} (95 %: {r.mean_iou_95:.3f}), mean MLE distance = {dist:.4f}"

@@ -174,29 +174,31 @@ def training_history(ctx: ReportContext) -> None:
 def inference(ctx: ReportContext) -> None:
     """Fig. 15: profile-likelihood regions of model and truth on pseudo-datasets drawn from the truth.
 
-    The first two parameters are scanned; any others are profiled, their true value the
-    reference events' if they all share one, else the centre of the training range.
+    The first two parameters are scanned; any others are profiled (or held at their true value,
+    ``ReportConfig.nuisance = "fix"``), their true value the reference events' if they all share
+    one, else the centre of the training range.
     """
     from ..plotting import plot_contour_agreement
     from ..validation import contour_agreement
 
     config, centre, half, bounds = ctx.config, ctx.centre[:2], ctx.half[:2], ctx.bounds
-    scanned, profiled = ctx.params[:2], ctx.params[2:]
+    scanned, others = ctx.params[:2], ctx.params[2:]
+    profiled, fixed_names = (others, ()) if config.nuisance == "profile" else ((), others)
     values = [centre + f * half for f in np.linspace(-_PAPER_TRUTHS, _PAPER_TRUTHS, config.pseudo_points)]
     if config.pseudo_points == 1:
         values = [centre]
     truths = np.array(np.meshgrid(*[[v[j] for v in values] for j in range(2)], indexing="ij")).reshape(2, -1).T
-    fixed = ctx.reference_point[2:]
-    truths = np.column_stack([truths, np.broadcast_to(fixed, (len(truths), len(fixed)))])  # P k
+    true_others = ctx.reference_point[2:]
+    truths = np.column_stack([truths, np.broadcast_to(true_others, (len(truths), len(true_others)))])  # P k
     grid = {p: (float(bounds[j, 0]), float(bounds[j, 1]), int(config.grid_points)) for j, p in enumerate(scanned)}
     window = config.window * half if config.window > 0 else None
     r = contour_agreement(
         ctx.model, ctx.truth, truths, n_events=config.pseudo_events, grid=grid, window=window, profile=profiled,
-        seed=ctx.seed + 4,
+        fix=fixed_names, seed=ctx.seed + 4,
     )  # fmt: skip
-    profiled_at = dict(zip(profiled, fixed.tolist(), strict=True))
+    true_values = dict(zip(others, true_others.tolist(), strict=True))
     ctx.results["inference"] = r
-    ctx.verdicts["inference"] = grade_contours(r, config.thresholds, profiled_at=profiled_at)
+    ctx.verdicts["inference"] = grade_contours(r, config.thresholds, true_values=true_values)
     trained = None if ctx.distinct is None else np.unique(ctx.distinct[:, :2], axis=0)
     ctx.save(plot_contour_agreement(r, trained_points=trained), "inference")
 

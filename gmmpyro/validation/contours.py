@@ -102,6 +102,7 @@ class ContourAgreement(Result):
         clipped: per pseudo-dataset, a 95 % region reaches the edge of its grid (its IoU is then
             taken inside the grid only: widen ``window``).
         failed: per pseudo-dataset, ``""`` or why a scan failed (then its numbers are ``NaN``).
+        fixed: parameters held at each pseudo-dataset's true value.
     """
 
     params: tuple[str, str]
@@ -123,6 +124,7 @@ class ContourAgreement(Result):
     valid_reference: np.ndarray
     clipped: np.ndarray
     failed: tuple[str, ...]
+    fixed: tuple[str, ...] = ()
 
     _arrays = (
         "grid_x", "grid_y", "truths", "mle_model", "mle_reference", "mle_distance", "iou_68", "iou_95",
@@ -268,6 +270,7 @@ def contour_agreement(
     grid: Mapping | None = None,
     window: float | Sequence[float] | None = None,
     profile: Iterable[str] | None = None,
+    fix: Iterable[str] | None = None,
     n_starts: int = 4,
     refine: int = 8,
     seed: int = 0,
@@ -304,6 +307,8 @@ def contour_agreement(
             scanned parameter (same number of points as ``grid``, clipped to its range); ``None``
             scans ``grid`` itself.
         profile: parameters minimised at every grid point (e.g. a nuisance parameter).
+        fix: parameters held at each pseudo-dataset's true value instead (cheaper than
+            profiling: the scans need no minimisation, only the global fits).
         n_starts: starting points of each global fit.
         refine: grid subdivisions for the IoU.
         seed: pseudo-dataset ``i`` is drawn with seed ``seed + i``.
@@ -332,7 +337,9 @@ def contour_agreement(
         window = np.broadcast_to(np.asarray(window, dtype=float), (2,))
         if not np.all(window > 0):
             raise ValueError(f"window must be positive (one value or one per parameter) or None, got {window}")
-    profile = tuple(profile or ())
+    profile, fix = tuple(profile or ()), tuple(fix or ())
+    if set(profile) & set(fix):
+        raise ValueError(f"parameter(s) {sorted(set(profile) & set(fix))} cannot be both profiled and fixed")
     truths = as_numpy(truths, "truths", ndim=2)
     if truths.shape[1] != len(params):
         raise ValueError(f"truths must have shape (P, {len(params)}) for {params}, got {truths.shape}")
@@ -368,8 +375,9 @@ def contour_agreement(
         for which, density in (("reference", reference), ("model", model)):
             try:
                 scans[which] = scan(
-                    density, x, dict(zip(names, ax_i, strict=True)), profile=profile, bounds=bounds, config=config
-                )
+                    density, x, dict(zip(names, ax_i, strict=True)), profile=profile, bounds=bounds, config=config,
+                    fixed={n: float(truths[i][params.index(n)]) for n in fix},
+                )  # fmt: skip
             except (ValueError, RuntimeError) as error:  # numerical failure of one fit: keep going
                 failed[i] = f"{which} scan: {error}"
                 warn(
@@ -409,5 +417,6 @@ def contour_agreement(
         valid_reference=valid["reference"],
         clipped=clipped,
         failed=tuple(failed),
+        fixed=fix,
         **out,
     )
