@@ -152,8 +152,11 @@ def grade_contours(r, t: Thresholds, *, true_values: dict[str, float] | None = N
         if names:
             true = ", ".join(f"{p} = {values[p]:.3g}" for p in names if p in values)
             scanned += f"; {', '.join(names)} {how}" + (f", true {true}" if true else "")
+    P = len(r.truths)
+    where = f"1 pseudo-dataset at {', '.join(f'{p} = {v:.3g}' for p, v in zip(r.params, r.truths[0], strict=True))}"
+    where = where if P == 1 else f"{P} pseudo-datasets"
     return verdict, (
-        f"inference ({scanned}) on {len(r.truths)} pseudo-datasets of {r.n_events} events: mean IoU 68 % = "
+        f"inference ({scanned}) on {where} of {r.n_events} events: mean IoU 68 % = "
         f"{iou:.3f} (95 %: {r.mean_iou_95:.3f}), mean MLE distance = {dist:.4f}"
         + (f", {failed} scan(s) failed" if failed else "")
         + f" (PASS: IoU ≥ {t.iou_pass} and distance ≤ {t.mle_pass}; WARN: ≥ {t.iou_warn} and ≤ {t.mle_warn})"
