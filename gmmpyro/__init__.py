@@ -45,6 +45,7 @@ __all__ = [
     "TrainingHistory",
     "__version__",
     "bayes",
+    "campaigns",
     "exceptions",
     "observables",
     "plotting",
@@ -56,7 +57,12 @@ __all__ = [
 ]
 
 # loaded on first use: matplotlib (plotting, validation) and Pyro (the rest) cost seconds to import
-_LAZY_MODULES = {"plotting": ".plotting", "validation": ".validation", "bayes": ".inference.bayes"}
+_LAZY_MODULES = {
+    "plotting": ".plotting",
+    "validation": ".validation",
+    "bayes": ".inference.bayes",
+    "campaigns": ".campaigns",
+}
 _LAZY_NAMES = {"GMMDistribution": ".distribution", "NUTSConfig": ".inference.bayes"}
 
 

@@ -2,7 +2,7 @@
 # The test suite: lint, unit and statistical tests, doctests and the tutorials.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup.sh test
+bash scripts/setup.sh test,distributed
 . .venv/bin/activate
 ruff check .
 # two workers, one torch thread each (small tensors: more threads only add overhead); a file's tests

@@ -25,6 +25,7 @@ PUBLIC = [
     "TrainingHistory",
     "__version__",
     "bayes",
+    "campaigns",
     "exceptions",
     "observables",
     "plotting",
