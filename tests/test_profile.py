@@ -70,12 +70,17 @@ class GaussModel:
         return _Prepared(self, x)
 
 
-@pytest.fixture(scope="module")
-def gauss():
+def gauss_events():
+    """``(model, x (N, 1), x̄, s)``: the Gaussian model and its events, with their mean and width."""
     model = GaussModel()
     x = model.sample(N_EVENTS, [0.3, 1.2], seed=1)  # N 1
     xbar, s = x.mean().item(), x.std(unbiased=False).item()
     return model, x, xbar, s
+
+
+@pytest.fixture(scope="module")
+def gauss():
+    return gauss_events()
 
 
 def _analytic_q(mu, sigma, xbar, s, n=N_EVENTS):

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
-from test_profile import N_EVENTS, GaussModel
+from test_profile import N_EVENTS, _analytic_q, gauss_events
 
 from gmmpyro.inference import scan as scan_module
 from gmmpyro.inference.profile import delta_q, scan
@@ -20,19 +20,12 @@ from gmmpyro.inference.profile import delta_q, scan
 
 @pytest.fixture(scope="module")
 def gauss():
-    model = GaussModel()
-    x = model.sample(N_EVENTS, [0.3, 1.2], seed=1)  # N 1
-    xbar, s = x.mean().item(), x.std(unbiased=False).item()
-    return model, x, xbar, s
+    return gauss_events()
 
 
 def _closed_form_interval(xbar: float, s: float, cl: float) -> tuple[float, float]:
     half = s * math.sqrt(math.expm1(delta_q(cl, 1) / N_EVENTS))
     return xbar - half, xbar + half
-
-
-def _q_2d(mu, sigma, xbar, s):
-    return 2 * N_EVENTS * np.log(sigma / s) + N_EVENTS * (s**2 + (mu - xbar) ** 2) / sigma**2 - N_EVENTS
 
 
 def test_window_is_centred_on_the_mle_and_scaled_by_its_error(gauss):
@@ -51,7 +44,7 @@ def test_2d_window_holds_the_95_percent_region(gauss):
     model, x, xbar, s = gauss
     result = scan(model, x, {"mu": 21, "sigma": 21})
     mu, sigma = np.meshgrid(result.grid["mu"], result.grid["sigma"], indexing="ij")
-    q = _q_2d(mu, sigma, xbar, s)
+    q = _analytic_q(mu, sigma, xbar, s)
     np.testing.assert_allclose(result.q, q, atol=1e-6)
     edges = np.concatenate([q[0], q[-1], q[:, 0], q[:, -1]])
     assert edges.min() > delta_q(0.95, 2)  # the region closes inside the grid

@@ -304,16 +304,8 @@ def _verdict_lines(summary: dict) -> list[str]:
     """The validation verdict and one line per metric, the worst first."""
     validation = summary["validation"]
     order = {"FAIL": 0, "WARN": 1, "PASS": 2, "INFO": 3, "SKIP": 4}
-    entries = sorted(validation["verdicts"].items(), key=lambda item: order.get(_verdict_of(item[1]), 5))
-    return [f"{_verdict_of(entry):<4}  {key}: {_line_of(entry)}" for key, entry in entries]
-
-
-def _verdict_of(entry) -> str:
-    return entry["verdict"] if isinstance(entry, dict) else entry[0]
-
-
-def _line_of(entry) -> str:
-    return entry["line"] if isinstance(entry, dict) else entry[1]
+    entries = sorted(validation["verdicts"].items(), key=lambda item: order.get(item[1][0], 5))
+    return [f"{verdict:<4}  {key}: {line}" for key, (verdict, line) in entries]
 
 
 _TRUST = {
