@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ._progress import progress_bar
+from .data_parallel import DataParallel, current
 from .exceptions import GmmpyroWarning, TrainingError, warn
 from .observables import as_events, check_events, real_tensor
 from .projection import LatentProjection
@@ -278,11 +279,33 @@ def _set_lr(optimizer: torch.optim.Optimizer, position: int, lr: float) -> None:
     optimizer.param_groups[position]["lr"] = lr
 
 
-class _Trainer:
-    """One training run: data on the model's device (or streamed), per-network bookkeeping."""
+class _FactorLogProbs(torch.nn.Module):
+    """The factor log-densities of a batch as one module's forward pass, which ``DistributedDataParallel`` wraps."""
 
-    def __init__(self, model, u, theta_scaled, weights, config: TrainingConfig) -> None:
-        self.model, self.config = model, config
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, u, theta_scaled, positions: list[int]) -> torch.Tensor:
+        """``log p`` of the factors at ``positions`` for events ``u (B, d)`` at ``theta_scaled (B, k)``: ``(B, P)``."""
+        model = self.model
+        theta_features = model.theta_features(theta_scaled, positions)
+        event_features = model.event_features(u, positions)
+        return model.factor_log_probs(u, theta_features, event_features, positions)
+
+
+class _Trainer:
+    """One training run: data on the model's device (or streamed), per-network bookkeeping.
+
+    In a data-parallel run (:mod:`gmmpyro.data_parallel`) each process computes its shard of
+    every batch and the processes' loss sums are added before any decision.
+    """
+
+    def __init__(self, model, u, theta_scaled, weights, config: TrainingConfig, parallel: DataParallel) -> None:
+        self.model, self.config, self.parallel = model, config, parallel
+        parallel.broadcast_module(model.networks)  # every process starts from the main process's weights
+        self.factors = _FactorLogProbs(model)
+        self.step_factors: torch.nn.Module = self.factors
         self.train_index, self.val_index = split_indices(u.shape[0], config.validation_fraction, config.seed)
         dtype, device = model.dtype, model.device
         on_device = device.type == "cpu" or u.numel() * 8 < 2**30
@@ -303,11 +326,20 @@ class _Trainer:
         device = self.model.device
         return [t[index.to(t.device)].to(device, non_blocking=True) for t in self.data]
 
-    def _log_probs(self, u, theta_scaled, positions) -> torch.Tensor:
-        model = self.model
-        theta_features = model.theta_features(theta_scaled, positions)
-        event_features = model.event_features(u, positions)
-        return model.factor_log_probs(u, theta_features, event_features, positions)  # B len(positions)
+    def train_networks(self, positions: list[int]) -> None:
+        """Train the networks at ``positions`` from now on; in a data-parallel run, synchronise only their gradients."""
+        if not self.parallel.distributed:
+            return
+        for position, net in enumerate(self.model.networks):
+            net.requires_grad_(position in positions)
+        self.step_factors = self.parallel.wrap(self.factors)
+
+    def finish(self) -> None:
+        """Keep each network's best weights; every network trainable again."""
+        for net, state in zip(self.model.networks, self.best_state, strict=True):
+            net.load_state_dict(state)
+        self.model.networks.requires_grad_(True)
+        self.model.eval()
 
     def train_epoch(self, epoch: int, positions: list[int]) -> list[float]:
         """One pass over the training events; the weighted mean loss of each network in ``positions``.
@@ -317,26 +349,33 @@ class _Trainer:
         """
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         order = self.train_index[torch.randperm(self.train_index.numel(), generator=generator)]
-        totals = torch.zeros(len(positions), dtype=torch.float64, device=self.model.device)
+        parallel, world = self.parallel, self.parallel.world_size
+        totals = [0.0] * len(positions)
         weight_total = 0.0
         self.model.train()
         for start in range(0, order.numel(), self.config.batch_size):
-            u, theta_scaled, w = self._batch(order[start : start + self.config.batch_size])
-            log_probs = self._log_probs(u, theta_scaled, positions)
-            w_sum = w.sum()
-            losses = -(w[:, None] * log_probs).sum(0) / w_sum
-            # one host sync per batch: the batch weight, and a sum that is finite iff every loss is
-            batch_weight, loss_sum = torch.stack([w_sum, losses.detach().sum()]).tolist()
+            batch = order[start : start + self.config.batch_size]
+            if batch.numel() < world:  # a last batch too small to give every process an event
+                continue
+            u, theta_scaled, w = self._batch(parallel.shard(batch))
+            log_probs = self.step_factors(u, theta_scaled, positions)
+            loss_sums = -(w[:, None] * log_probs).sum(0)
+            # one host sync per batch (one collective in a data-parallel run): batch weight and loss sums
+            batch_weight, *batch_totals = parallel.sum(
+                torch.cat([w.sum().reshape(1), loss_sums.detach()]).to(torch.float64)
+            ).tolist()
             if batch_weight == 0:  # zero-weight events only: nothing to learn, and the loss is 0/0
                 continue
-            if not math.isfinite(loss_sum):
-                self.diverged(epoch, positions, losses, "training")
+            if not math.isfinite(sum(batch_totals)):
+                self.diverged(epoch, positions, torch.tensor(batch_totals) / batch_weight, "training")
+            losses = loss_sums / batch_weight
             self.optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
+            # DistributedDataParallel averages the processes' gradients: scaled by their number, it sums them
+            (losses.sum() * world if parallel.distributed else losses.sum()).backward()
             self.optimizer.step()
-            totals += losses.detach().to(torch.float64) * batch_weight
+            totals = [total + value for total, value in zip(totals, batch_totals, strict=True)]
             weight_total += batch_weight
-        return (totals / weight_total).tolist()
+        return [total / weight_total for total in totals]
 
     @torch.no_grad()
     def validation_loss(self, epoch: int, positions: list[int]) -> list[float]:
@@ -349,10 +388,16 @@ class _Trainer:
         totals = torch.zeros(len(positions), dtype=torch.float64, device=self.model.device)
         weight_total = torch.zeros((), dtype=torch.float64, device=self.model.device)
         for start in range(0, self.val_index.numel(), _EVAL_CHUNK):
-            u, theta_scaled, w = self._batch(self.val_index[start : start + _EVAL_CHUNK])
-            log_probs = self._log_probs(u, theta_scaled, positions)
+            chunk = self.parallel.shard(self.val_index[start : start + _EVAL_CHUNK])
+            if chunk.numel() == 0:
+                continue
+            u, theta_scaled, w = self._batch(chunk)
+            log_probs = self.factors(u, theta_scaled, positions)
             totals -= (w[:, None] * log_probs).sum(0).to(torch.float64)
             weight_total += w.sum()
+        if self.parallel.distributed:
+            summed = self.parallel.sum(torch.cat([totals, weight_total.reshape(1)]))
+            totals, weight_total = summed[:-1], summed[-1]
         losses = totals / weight_total
         if not torch.isfinite(losses).all():
             self.diverged(epoch, positions, losses, "validation")
@@ -364,7 +409,7 @@ class _Trainer:
         There is no retry with a smaller learning rate: none of the usual causes (non-finite
         network constants, a learning rate out of scale, data at the edge of the dtype's range)
         goes away with one, and a retried run would no longer be the run its settings
-        describe. The model keeps each network's best finite weights (``restore_best``).
+        describe. The model keeps each network's best finite weights (:meth:`finish`).
         """
         model = self.model
         values = dict(zip(positions, losses.tolist(), strict=True))
@@ -378,7 +423,7 @@ class _Trainer:
         )
 
     def kept(self) -> str:
-        """Which weights each network is left with after :meth:`restore_best`, in words."""
+        """Which weights each network is left with after :meth:`finish`, in words."""
         if not any(math.isfinite(best) for best in self.best):
             return "The model keeps its initial weights."
         names = [self.model.observables[c].name for c in self.model.order]
@@ -404,11 +449,6 @@ class _Trainer:
             self.lr_bad_epochs[position] = 0
         if self.bad_epochs[position] >= config.stop_patience:
             self.active[position] = False
-
-    def restore_best(self) -> None:
-        for net, state in zip(self.model.networks, self.best_state, strict=False):
-            net.load_state_dict(state)
-        self.model.eval()
 
 
 def _divergence_causes(model, positions: list[int], lrs: list[float]) -> list[str]:
@@ -480,6 +520,7 @@ def train(
     if not isinstance(config, TrainingConfig):
         raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
     x, theta, weights = _validated_inputs(model, x, theta, weights)
+    parallel = current(model.device)
     mask = _reference_mask(model, theta, reference)
     training_weights = _training_weights(weights, model.dtype)
     _check_split(training_weights, config)
@@ -492,18 +533,24 @@ def train(
     u = projection.forward(x, check=False)[:, list(model.order)]
     model.set_projection(projection)
     theta_scaled = model.scale_theta(theta.to(device=model.device, dtype=model.dtype)).cpu()  # as at inference
-    trainer = _Trainer(model, u, theta_scaled, training_weights, config)
+    trainer = _Trainer(model, u, theta_scaled, training_weights, config, parallel)
     history = TrainingHistory(names=[model.observables[c].name for c in model.order])
     start_epoch = checkpoint.resume(trainer, history) if checkpoint else 0
     nan = float("nan")
     schedule = [list(range(trainer.d))] if config.joint else [[p] for p in range(trainer.d)]
-    bar = progress_bar(total=config.max_epochs * len(schedule), progress=progress, desc="training", unit="epoch")
+    trained: list[int] = []
+    bar = progress_bar(
+        total=config.max_epochs * len(schedule), progress=progress and parallel.is_main, desc="training", unit="epoch"
+    )
     try:
         for group in schedule:
             for epoch in range(start_epoch, config.max_epochs):
                 positions = [p for p in group if trainer.active[p]]
                 if not positions:
                     break
+                if positions != trained:
+                    trainer.train_networks(positions)
+                    trained = positions
                 tic = time.perf_counter()
                 train_loss = dict(zip(positions, trainer.train_epoch(epoch, positions), strict=False))
                 val_loss = dict(zip(positions, trainer.validation_loss(epoch, positions), strict=False))
@@ -519,9 +566,9 @@ def train(
                     lr=f"{max(lrs.values()):.1e}",
                     active=len(positions),
                 )
-                if checkpoint:
+                if checkpoint and parallel.is_main:
                     checkpoint.save(trainer, history, epoch)
-                if callback is not None and callback(epoch, history):
+                if callback is not None and parallel.any(bool(callback(epoch, history))):
                     history.interrupted = True
                     break
             if history.interrupted:
@@ -531,7 +578,7 @@ def train(
         warn("training interrupted: the best weights so far are kept", GmmpyroWarning)
     finally:
         bar.close()
-        trainer.restore_best()
+        trainer.finish()
         model.history = history
     logger.info("%r", history)
     return history

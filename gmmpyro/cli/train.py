@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import warnings
 from dataclasses import replace
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..data_parallel import is_main_process
 from ..datafiles import read_columns, select_columns
 from ..exceptions import GmmpyroWarning
 from ..model import DensityModel
@@ -35,7 +37,9 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
         "train",
         help="train a model on simulated events from a file",
         description="Train a DensityModel on events in a .npz, .csv or .parquet file. A checkpoint is saved after "
-        "every epoch: after Ctrl-C (exit status 130) the same command resumes the run.",
+        "every epoch: after Ctrl-C (exit status 130) the same command resumes the run. Under "
+        "`torchrun --nproc-per-node N -m gmmpyro train ...` N processes train one model together "
+        "(data parallel; with --device cuda each on its own GPU) and the first writes it.",
     )
     train.add_argument("data", help="events file with one column per observable and per parameter")
     train.add_argument(
@@ -96,7 +100,7 @@ def run_train(args: argparse.Namespace) -> None:
     x, theta, weights = _read_training_events(args.data, observables, params, args.weights or settings.weights)
 
     torch.manual_seed(training.seed)  # the networks' initial weights
-    model = DensityModel(observables, params, config=settings.network, device=args.device)
+    model = DensityModel(observables, params, config=settings.network, device=_process_device(args.device))
     with warnings.catch_warnings():
         # the library's "best weights so far are kept" is not what the command does on Ctrl-C
         warnings.filterwarnings("ignore", message="training interrupted", category=GmmpyroWarning)
@@ -111,6 +115,8 @@ def run_train(args: argparse.Namespace) -> None:
         )
     if history.interrupted:
         raise _interruption(args.out, checkpoint, history.n_epochs)
+    if not is_main_process():  # under torchrun every process holds the same model: one writes it
+        return
     model.save(args.out)
     if checkpoint is not None and args.checkpoint_dir is None:
         shutil.rmtree(checkpoint)  # the default folder served this run only: the model is saved
@@ -135,6 +141,18 @@ def checkpoint_folder(out: str, checkpoint_dir: str | None, training: TrainingCo
         return Path(checkpoint_dir)
     out = Path(out)
     return out.with_name(out.name + ".checkpoint")
+
+
+def _process_device(device: torch.device | None) -> torch.device | None:
+    """``device``, with this process's GPU (``LOCAL_RANK``) for a bare ``cuda`` under ``torchrun``.
+
+    Example:
+        >>> _process_device(torch.device("cpu"))
+        device(type='cpu')
+    """
+    if device is not None and device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device
 
 
 def _reference_point(reference: dict[str, float] | None, params: list[str]) -> list[float] | None:
