@@ -18,6 +18,7 @@ from .networks import NetworkConfig
 from .observables import Observable
 from .projection import LatentProjection
 from .protocols import ConditionalDensity, PreparedEvents
+from .streaming import ParquetEvents
 from .training import TrainingConfig, TrainingHistory
 
 try:
@@ -38,6 +39,7 @@ __all__ = [
     "NetworkConfig",
     "Observable",
     "OutOfRangeWarning",
+    "ParquetEvents",
     "PoissonTerm",
     "PreparedEvents",
     "TrainingConfig",

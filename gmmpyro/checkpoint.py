@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from .exceptions import TrainingError
 from .training import TrainingHistory
 
-__all__ = ["TrainingCheckpoint"]
+__all__ = ["TrainingCheckpoint", "data_digests"]
 
 _FILE = "checkpoint.safetensors"
 _FORMAT = "gmmpyro.TrainingCheckpoint"
@@ -47,37 +47,45 @@ def _json_digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
-def _fingerprint_parts(model, x, theta, weights, mask, config) -> dict[str, str]:
-    """SHA-256 digests, one per part, of everything that shapes a training run's result.
-
-    ``max_epochs`` is left out, so an ended run can be continued with a larger one; the
-    device is left out, so a run can be resumed on another one.
+def data_digests(x, theta, weights, mask) -> dict[str, str]:
+    """SHA-256 digests of in-memory training data: the fingerprint parts ``x``, ``theta``, ``weights``, ``reference``.
 
     Arguments:
-        model: the :class:`~gmmpyro.DensityModel` being trained.
         x, theta, weights: the validated float64 training data, shapes ``(N, d)``, ``(N, k)``, ``(N,)``.
         mask: the reference events that define the projection, boolean, shape ``(N,)``.
-        config: the :class:`~gmmpyro.TrainingConfig`.
-
-    Returns:
-        ``{part: hex digest}`` for the parts named in the resume error.
 
     Example:
-        >>> import gmmpyro
-        >>> toy = gmmpyro.toy.ToyModel()
-        >>> model = gmmpyro.DensityModel(toy.observables, ["cx", "cy"])
-        >>> x, theta = torch.ones(3, 4, dtype=torch.float64), torch.zeros(3, 2, dtype=torch.float64)
-        >>> parts = _fingerprint_parts(model, x, theta, torch.ones(3), torch.ones(3, dtype=torch.bool),
-        ...                           gmmpyro.TrainingConfig())
-        >>> sorted(parts)[:3], len(parts["x"])
-        (['network', 'observables', 'order'], 64)
+        >>> parts = data_digests(torch.ones(3, 4), torch.zeros(3, 2), torch.ones(3), torch.ones(3, dtype=torch.bool))
+        >>> sorted(parts), len(parts["x"])
+        (['reference', 'theta', 'weights', 'x'], 64)
     """
-    training = {k: v for k, v in asdict(config).items() if k != "max_epochs"}
     return {
         "x": _tensor_digest(x),
         "theta": _tensor_digest(theta),
         "weights": _tensor_digest(weights),
         "reference": _tensor_digest(mask),
+    }
+
+
+def _fingerprint_parts(model, data: dict[str, str], config) -> dict[str, str]:
+    """SHA-256 digests, one per part, of everything that shapes a training run's result.
+
+    ``max_epochs`` is left out, so an ended run can be continued with a larger one; the
+    device is left out, so a run can be resumed on another one; so is the number of
+    data-parallel processes, which compute the same steps as one.
+
+    Arguments:
+        model: the :class:`~gmmpyro.DensityModel` being trained.
+        data: the digests of the training data (:func:`data_digests`, or those of streamed
+            events, :class:`~gmmpyro.streaming.StreamedEvents`).
+        config: the :class:`~gmmpyro.TrainingConfig`.
+
+    Returns:
+        ``{part: hex digest}`` for the parts named in the resume error.
+    """
+    training = {k: v for k, v in asdict(config).items() if k != "max_epochs"}
+    return {
+        **{part: data[part] for part in ("x", "theta", "weights", "reference")},
         "observables": _json_digest([o.to_dict() for o in model.observables]),
         "params": _json_digest(list(model.params)),
         "order": _json_digest(list(model.order)),
@@ -102,12 +110,12 @@ class TrainingCheckpoint:
             version, or one that cannot be read.
     """
 
-    def __init__(self, directory, model, x, theta, weights, mask, config) -> None:
+    def __init__(self, directory, model, data: dict[str, str], config) -> None:
         if not config.joint:
             raise ValueError("checkpoint_dir needs TrainingConfig(joint=True)")
         self.path = Path(directory) / _FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.parts = _fingerprint_parts(model, x, theta, weights, mask, config)
+        self.parts = _fingerprint_parts(model, data, config)
         self.saved = self._read(model.networks) if self.path.exists() else None
 
     def save(self, trainer, history, epoch: int) -> None:

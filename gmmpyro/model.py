@@ -495,7 +495,7 @@ class DensityModel(nn.Module):
     def fit(
         self,
         x,
-        theta,
+        theta=None,
         weights=None,
         *,
         reference=None,

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,12 +24,12 @@ from .data_parallel import DataParallel, current
 from .exceptions import GmmpyroWarning, TrainingError, warn
 from .observables import as_events, check_events, real_tensor
 from .projection import LatentProjection
+from .streaming import ParquetEvents, StreamedEvents
+from .training_data import InMemoryEvents, WindowedEvents, split_indices
 
 __all__ = ["TrainingConfig", "TrainingHistory", "split_indices", "train"]
 
 logger = logging.getLogger(__name__)
-
-_EVAL_CHUNK = 65_536
 
 
 @dataclass(frozen=True)
@@ -161,12 +162,12 @@ def _validated_inputs(model, x, theta, weights) -> tuple[torch.Tensor, torch.Ten
         raise ValueError(f"weights must have shape ({x.shape[0]},), got {tuple(weights.shape)}")
     if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
         raise ValueError("weights must be finite, non-negative and not all zero")
-    _check_theta_range(model, theta)
+    _check_theta_range(model, theta.min(0).values, theta.max(0).values)
     return x, theta, weights
 
 
-def _check_theta_range(model, theta: torch.Tensor) -> None:
-    """Raise ``ValueError`` naming the parameter whose range ``θ (N, k)`` cannot be learned in ``model.dtype``.
+def _check_theta_range(model, low: torch.Tensor, high: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the parameter whose range ``[low, high]`` (each ``(k,)``) cannot be learned.
 
     The networks see ``4 (θ - low) / (high - low) - 2`` computed in the model's dtype (see
     :meth:`DensityModel.scale_theta`); with ``low``, ``high`` and ``high - low`` finite and
@@ -174,7 +175,6 @@ def _check_theta_range(model, theta: torch.Tensor) -> None:
     is one value in float32, and ``±1e39`` is infinite there.
     """
     dtype = model.dtype
-    low, high = theta.min(0).values, theta.max(0).values
     low_d, high_d = low.to(dtype), high.to(dtype)
     width = high_d - low_d
     for i, name in enumerate(model.params):
@@ -262,19 +262,6 @@ def _check_split(weights: torch.Tensor, config: TrainingConfig) -> None:
             )
 
 
-def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training and validation event indices used by :func:`train` (seeded permutation).
-
-    Example:
-        >>> train_index, val_index = split_indices(10, 0.2, seed=0)
-        >>> len(train_index), len(val_index)
-        (8, 2)
-    """
-    permutation = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, round(validation_fraction * n))
-    return permutation[n_val:], permutation[:n_val]
-
-
 def _set_lr(optimizer: torch.optim.Optimizer, position: int, lr: float) -> None:
     optimizer.param_groups[position]["lr"] = lr
 
@@ -301,16 +288,11 @@ class _Trainer:
     every batch and the processes' loss sums are added before any decision.
     """
 
-    def __init__(self, model, u, theta_scaled, weights, config: TrainingConfig, parallel: DataParallel) -> None:
-        self.model, self.config, self.parallel = model, config, parallel
+    def __init__(self, model, events: InMemoryEvents | WindowedEvents, config: TrainingConfig, parallel: DataParallel):
+        self.model, self.events, self.config, self.parallel = model, events, config, parallel
         parallel.broadcast_module(model.networks)  # every process starts from the main process's weights
         self.factors = _FactorLogProbs(model)
         self.step_factors: torch.nn.Module = self.factors
-        self.train_index, self.val_index = split_indices(u.shape[0], config.validation_fraction, config.seed)
-        dtype, device = model.dtype, model.device
-        on_device = device.type == "cpu" or u.numel() * 8 < 2**30
-        target = device if on_device else torch.device("cpu")
-        self.data = [t.to(device=target, dtype=dtype) for t in (u, theta_scaled, weights)]
         self.d = len(model.networks)
         self.optimizer = torch.optim.Adam(
             [{"params": net.parameters(), "lr": config.learning_rate} for net in model.networks]
@@ -322,9 +304,9 @@ class _Trainer:
         self.lr_bad_epochs = [0] * self.d
         self.active = [True] * self.d
 
-    def _batch(self, index: torch.Tensor):
+    def _batch(self, table: list[torch.Tensor], index: torch.Tensor) -> list[torch.Tensor]:
         device = self.model.device
-        return [t[index.to(t.device)].to(device, non_blocking=True) for t in self.data]
+        return [t[index.to(t.device)].to(device, non_blocking=True) for t in table]
 
     def train_networks(self, positions: list[int]) -> None:
         """Train the networks at ``positions`` from now on; in a data-parallel run, synchronise only their gradients."""
@@ -347,17 +329,14 @@ class _Trainer:
         Raises:
             TrainingError: a batch loss is NaN or infinite (checked before its optimiser step).
         """
-        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-        order = self.train_index[torch.randperm(self.train_index.numel(), generator=generator)]
         parallel, world = self.parallel, self.parallel.world_size
         totals = [0.0] * len(positions)
         weight_total = 0.0
         self.model.train()
-        for start in range(0, order.numel(), self.config.batch_size):
-            batch = order[start : start + self.config.batch_size]
+        for table, batch in self.events.training_batches(epoch):
             if batch.numel() < world:  # a last batch too small to give every process an event
                 continue
-            u, theta_scaled, w = self._batch(parallel.shard(batch))
+            u, theta_scaled, w = self._batch(table, parallel.shard(batch))
             log_probs = self.step_factors(u, theta_scaled, positions)
             loss_sums = -(w[:, None] * log_probs).sum(0)
             # one host sync per batch (one collective in a data-parallel run): batch weight and loss sums
@@ -387,11 +366,11 @@ class _Trainer:
         self.model.eval()
         totals = torch.zeros(len(positions), dtype=torch.float64, device=self.model.device)
         weight_total = torch.zeros((), dtype=torch.float64, device=self.model.device)
-        for start in range(0, self.val_index.numel(), _EVAL_CHUNK):
-            chunk = self.parallel.shard(self.val_index[start : start + _EVAL_CHUNK])
+        for table, chunk in self.events.validation_chunks():
+            chunk = self.parallel.shard(chunk)
             if chunk.numel() == 0:
                 continue
-            u, theta_scaled, w = self._batch(chunk)
+            u, theta_scaled, w = self._batch(table, chunk)
             log_probs = self.factors(u, theta_scaled, positions)
             totals -= (w[:, None] * log_probs).sum(0).to(torch.float64)
             weight_total += w.sum()
@@ -469,10 +448,30 @@ def _divergence_causes(model, positions: list[int], lrs: list[float]) -> list[st
     return causes
 
 
+def _stream(model, events: ParquetEvents, theta, weights, reference, config: TrainingConfig) -> StreamedEvents:
+    """The checked, summarised events of Parquet files, for training ``model``."""
+    if theta is not None or weights is not None:
+        raise ValueError("with ParquetEvents, θ and the weights are columns of the files: omit theta and weights")
+    stream = StreamedEvents(events, model.observables, model.params, reference=reference, seed=config.seed)
+    _check_theta_range(model, stream.theta_low, stream.theta_high)
+    largest = torch.tensor(1 / stream.weight_mean, dtype=torch.float64).to(model.dtype)  # the largest scaled weight
+    if not torch.isfinite(largest):
+        raise ValueError(f"{events.path}: the weights, scaled to mean 1, reach {largest.item()} in {model.dtype}")
+    return stream
+
+
+def _prepare_window(model, stream: StreamedEvents, x, theta, weights) -> list[torch.Tensor]:
+    """Events of one window as training sees them: ``[u (n, d), θ scaled (n, k), weights (n,)]`` on the device."""
+    u = model.projection.forward(x.to(model.device), check=False)[:, list(model.order)]
+    theta_scaled = model.scale_theta(theta.to(device=model.device, dtype=model.dtype))
+    weights = weights / stream.weight_max / stream.weight_mean
+    return [t.to(device=model.device, dtype=model.dtype) for t in (u, theta_scaled, weights)]
+
+
 def train(
     model,
     x,
-    theta,
+    theta=None,
     weights=None,
     *,
     reference=None,
@@ -487,7 +486,9 @@ def train(
 
     Arguments:
         model: the :class:`~gmmpyro.DensityModel` to train (in place).
-        x: simulated events, shape ``(N, d)``.
+        x: simulated events, shape ``(N, d)``; or :class:`~gmmpyro.ParquetEvents`,
+            files streamed window by window (then θ and the weights are columns of the files,
+            and ``reference`` is a θ value or ``None``).
         theta: the parameters each event was simulated at, shape ``(N, k)``.
         weights: optional Monte-Carlo weights ``(N,)``, non-negative.
         reference: the events that define the projection: a θ value ``(k,)``, a boolean
@@ -500,6 +501,9 @@ def train(
             ``True`` stops training (the best epochs are kept).
         checkpoint_dir: save a checkpoint there after every epoch, and resume from it if
             one for the same data and settings exists.
+
+    Under ``torchrun`` (or with a process group initialised) the processes train together,
+    each on its share of every batch: see :mod:`gmmpyro.data_parallel`.
 
     Returns:
         The :class:`TrainingHistory` (also stored as ``model.history``). On
@@ -514,26 +518,38 @@ def train(
             ``model.history`` the epochs run), or ``checkpoint_dir`` holds a checkpoint of
             another run (naming what differs).
     """
-    from .checkpoint import TrainingCheckpoint
+    from .checkpoint import TrainingCheckpoint, data_digests
 
     config = config if config is not None else TrainingConfig()
     if not isinstance(config, TrainingConfig):
         raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
-    x, theta, weights = _validated_inputs(model, x, theta, weights)
     parallel = current(model.device)
-    mask = _reference_mask(model, theta, reference)
-    training_weights = _training_weights(weights, model.dtype)
-    _check_split(training_weights, config)
-    checkpoint = (
-        TrainingCheckpoint(checkpoint_dir, model, x, theta, weights, mask, config) if checkpoint_dir else None
-    )
-    projection = LatentProjection.fit(x[mask], model.observables, weights=weights[mask])
+    stream = _stream(model, x, theta, weights, reference, config) if isinstance(x, ParquetEvents) else None
+    if stream is not None:
+        digests, low, high = stream.digests, stream.theta_low, stream.theta_high
+        x_reference, weights_reference = stream.reference_x, stream.reference_weights
+    else:
+        if theta is None:
+            raise ValueError("theta is missing: give the parameters of each event, shape (N, k)")
+        x, theta, weights = _validated_inputs(model, x, theta, weights)
+        mask = _reference_mask(model, theta, reference)
+        _check_split(_training_weights(weights, model.dtype), config)
+        digests, low, high = data_digests(x, theta, weights, mask), theta.min(0).values, theta.max(0).values
+        x_reference, weights_reference = x[mask], weights[mask]
+    checkpoint = TrainingCheckpoint(checkpoint_dir, model, digests, config) if checkpoint_dir else None
+    projection = LatentProjection.fit(x_reference, model.observables, weights=weights_reference)
     # everything above only reads: a refused input leaves the model as it was
-    model.set_theta_range(theta.min(0).values, theta.max(0).values)
-    u = projection.forward(x, check=False)[:, list(model.order)]
+    model.set_theta_range(low, high)
     model.set_projection(projection)
-    theta_scaled = model.scale_theta(theta.to(device=model.device, dtype=model.dtype)).cpu()  # as at inference
-    trainer = _Trainer(model, u, theta_scaled, training_weights, config, parallel)
+    split = {"validation_fraction": config.validation_fraction, "seed": config.seed, "batch_size": config.batch_size}
+    if stream is not None:
+        events = WindowedEvents(stream, partial(_prepare_window, model, stream), **split)
+    else:
+        u = projection.forward(x, check=False)[:, list(model.order)]
+        theta_scaled = model.scale_theta(theta.to(device=model.device, dtype=model.dtype)).cpu()  # as at inference
+        weights = _training_weights(weights, model.dtype)
+        events = InMemoryEvents(u, theta_scaled, weights, dtype=model.dtype, device=model.device, **split)
+    trainer = _Trainer(model, events, config, parallel)
     history = TrainingHistory(names=[model.observables[c].name for c in model.order])
     start_epoch = checkpoint.resume(trainer, history) if checkpoint else 0
     nan = float("nan")

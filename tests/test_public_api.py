@@ -18,6 +18,7 @@ PUBLIC = [
     "NetworkConfig",
     "Observable",
     "OutOfRangeWarning",
+    "ParquetEvents",
     "PoissonTerm",
     "PreparedEvents",
     "TrainingConfig",
