@@ -135,3 +135,22 @@ def test_bad_files_get_errors_naming_the_file(toy_events, tmp_path):
         _trained(toy, ParquetEvents(tmp_path / "good.parquet"), reference=torch.ones(len(x), dtype=torch.bool))
     with pytest.raises(ValueError, match="window_rows"):
         ParquetEvents(tmp_path, window_rows=0)
+
+
+def test_train_command_streams_a_folder_and_a_file(toy_events, tmp_path):
+    from gmmpyro.cli import main
+
+    _, x, theta, weights = toy_events
+    folder = tmp_path / "events"
+    folder.mkdir()
+    columns = _columns(x, theta, weights)
+    half = len(x) // 2
+    _write(folder / "a.parquet", {k: v[:half] for k, v in columns.items()})
+    _write(folder / "b.parquet", {k: v[half:] for k, v in columns.items()})
+    command = ["--observables", "x0:100:800", "x1:100:800", "x2:-pi:pi", "x3", "--params", "cx", "cy",
+               "--weights", "w", "--epochs", "1", "--quiet"]  # fmt: skip
+    main(["train", str(folder), *command, "--out", str(tmp_path / "folder.gmm")])
+    main(["train", str(folder / "a.parquet"), "--window-rows", "1000", *command, "--out", str(tmp_path / "file.gmm")])
+    for name in ("folder.gmm", "file.gmm"):
+        model = gmmpyro.DensityModel.load(tmp_path / name)
+        assert model.history.n_epochs == 1 and np.isfinite(model.history.val_loss[0]).all()

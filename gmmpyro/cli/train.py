@@ -15,6 +15,7 @@ from ..data_parallel import is_main_process
 from ..datafiles import read_columns, select_columns
 from ..exceptions import GmmpyroWarning
 from ..model import DensityModel
+from ..streaming import ParquetEvents
 from ..training import TrainingConfig
 from .config import TrainConfigFile, load_train_config
 from .errors import CommandInterruptedError
@@ -41,7 +42,11 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
         "`torchrun --nproc-per-node N -m gmmpyro train ...` N processes train one model together "
         "(data parallel; with --device cuda each on its own GPU) and the first writes it.",
     )
-    train.add_argument("data", help="events file with one column per observable and per parameter")
+    train.add_argument(
+        "data",
+        help="events file with one column per observable and per parameter, or a folder of .parquet files "
+        "(streamed; see --window-rows)",
+    )
     train.add_argument(
         "--observables",
         nargs="+",
@@ -62,6 +67,12 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="maximum epochs")
     train.add_argument("--batch-size", type=int, help="events per optimisation step (default 500)")
     train.add_argument("--seed", type=int, help="seed of the split, the initial weights and the batches")
+    train.add_argument(
+        "--window-rows",
+        type=int,
+        metavar="N",
+        help="stream the Parquet events N rows at a time instead of loading them (default for a folder: 1000000)",
+    )
     train.add_argument("--device", type=parse_device, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     train.add_argument(
         "--checkpoint-dir",
@@ -97,7 +108,12 @@ def run_train(args: argparse.Namespace) -> None:
     if checkpoint is not None:
         check_output_folder(checkpoint)
     reference = _reference_point(dict(args.reference or []) or settings.reference, params)
-    x, theta, weights = _read_training_events(args.data, observables, params, args.weights or settings.weights)
+    weights_column = args.weights or settings.weights
+    if args.window_rows is not None or Path(args.data).is_dir():
+        window = {"window_rows": args.window_rows} if args.window_rows is not None else {}
+        data = (ParquetEvents(args.data, weights=weights_column, **window),)
+    else:
+        data = _read_training_events(args.data, observables, params, weights_column)
 
     torch.manual_seed(training.seed)  # the networks' initial weights
     model = DensityModel(observables, params, config=settings.network, device=_process_device(args.device))
@@ -105,9 +121,7 @@ def run_train(args: argparse.Namespace) -> None:
         # the library's "best weights so far are kept" is not what the command does on Ctrl-C
         warnings.filterwarnings("ignore", message="training interrupted", category=GmmpyroWarning)
         history = model.fit(
-            x,
-            theta,
-            weights,
+            *data,
             reference=reference,
             config=training,
             progress=not args.quiet,
