@@ -26,6 +26,8 @@ _PARTS = {
     "theta": "the parameters θ of the events",
     "weights": "the event weights",
     "reference": "the reference events that define the projection (reference=)",
+    "score": "the joint scores of the events (score=)",
+    "score_weight": "the weight of the joint-score term (score_weight=)",
     "observables": "the observables (names, bounds, kinds)",
     "params": "the parameter names",
     "order": "the autoregressive order",
@@ -47,24 +49,26 @@ def _json_digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
-def data_digests(x, theta, weights, mask) -> dict[str, str]:
+def data_digests(x, theta, weights, mask, score=None) -> dict[str, str]:
     """SHA-256 digests of in-memory training data: the fingerprint parts ``x``, ``theta``, ``weights``, ``reference``.
 
     Arguments:
         x, theta, weights: the validated float64 training data, shapes ``(N, d)``, ``(N, k)``, ``(N,)``.
         mask: the reference events that define the projection, boolean, shape ``(N,)``.
+        score: the joint scores ``(N, k)``, if any (then also the part ``score``).
 
     Example:
         >>> parts = data_digests(torch.ones(3, 4), torch.zeros(3, 2), torch.ones(3), torch.ones(3, dtype=torch.bool))
         >>> sorted(parts), len(parts["x"])
         (['reference', 'theta', 'weights', 'x'], 64)
     """
-    return {
+    digests = {
         "x": _tensor_digest(x),
         "theta": _tensor_digest(theta),
         "weights": _tensor_digest(weights),
         "reference": _tensor_digest(mask),
     }
+    return digests if score is None else {**digests, "score": _tensor_digest(score)}
 
 
 def _fingerprint_parts(model, data: dict[str, str], config) -> dict[str, str]:
@@ -85,7 +89,7 @@ def _fingerprint_parts(model, data: dict[str, str], config) -> dict[str, str]:
     """
     training = {k: v for k, v in asdict(config).items() if k != "max_epochs"}
     return {
-        **{part: data[part] for part in ("x", "theta", "weights", "reference")},
+        **{part: digest for part, digest in data.items() if part in _PARTS},
         "observables": _json_digest([o.to_dict() for o in model.observables]),
         "params": _json_digest(list(model.params)),
         "order": _json_digest(list(model.order)),
@@ -172,7 +176,7 @@ class TrainingCheckpoint:
             raise self._refuse(f"its state is not valid JSON ({error})") from error
         if not isinstance(meta, dict) or not isinstance(meta.get("parts"), dict):
             raise self._refuse("its state has no fingerprint parts")
-        differ = [_PARTS[part] for part in _PARTS if meta["parts"].get(part) != self.parts[part]]
+        differ = [_PARTS[part] for part in _PARTS if meta["parts"].get(part) != self.parts.get(part)]
         if differ:
             raise self._refuse(f"it belongs to other data or settings ({', '.join(differ)} differ)")
         _check_state(meta, len(networks), self._refuse)

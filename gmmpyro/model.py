@@ -503,8 +503,10 @@ class DensityModel(nn.Module):
         progress: bool = True,
         callback=None,
         checkpoint_dir=None,
+        score=None,
+        score_weight: float | None = None,
     ) -> TrainingHistory:
-        """Train by weighted maximum likelihood; see :func:`gmmpyro.training.train`."""
+        """Train by weighted maximum likelihood (and joint score); see :func:`~gmmpyro.training.train`."""
         from .training import train
 
         return train(
@@ -517,6 +519,8 @@ class DensityModel(nn.Module):
             progress=progress,
             callback=callback,
             checkpoint_dir=checkpoint_dir,
+            score=score,
+            score_weight=score_weight,
         )
 
     # ---------------------------------------------------------------------- persistence

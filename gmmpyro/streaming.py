@@ -48,6 +48,8 @@ class ParquetEvents:
         path: a ``.parquet`` file or a folder whose ``*.parquet`` files (sorted by name) hold
             the events.
         weights: the column of Monte-Carlo weights, or ``None`` for unit weights.
+        score: the columns of the simulator's joint score, one per parameter in the model's
+            order (see ``score`` of :func:`~gmmpyro.training.train`), or ``None``.
         window_rows: rows held in memory at once: consecutive row groups are read together up
             to this many rows (a larger row group is read alone). Write files with row groups
             well below it (``pyarrow.parquet.write_table(..., row_group_size=...)``).
@@ -62,10 +64,13 @@ class ParquetEvents:
 
     path: str | os.PathLike
     weights: str | None = None
+    score: tuple[str, ...] | None = None
     window_rows: int = 1_000_000
     reference_rows: int = 1_000_000
 
     def __post_init__(self) -> None:
+        if self.score is not None:
+            object.__setattr__(self, "score", tuple(self.score))
         for name in ("window_rows", "reference_rows"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -123,7 +128,14 @@ class StreamedEvents:
     def __init__(self, events: ParquetEvents, observables, params, *, reference=None, seed: int = 0) -> None:
         self.events, self.observables, self.params = events, tuple(observables), list(params)
         self.x_columns = [o.name for o in self.observables]
+        self.has_score = events.score is not None
+        if self.has_score and len(events.score) != len(self.params):
+            raise ValueError(
+                f"ParquetEvents.score names {len(events.score)} columns {list(events.score)}; the model has "
+                f"{len(self.params)} parameters {self.params}: one score column each"
+            )
         self.columns = self.x_columns + self.params + ([events.weights] if events.weights else [])
+        self.columns += list(events.score or ())
         self.row_groups = self._row_groups()
         self.n_events = sum(group.rows for group in self.row_groups)
         self.windows = _windows(self.row_groups, events.window_rows)
@@ -216,18 +228,21 @@ class StreamedEvents:
 
     def _read_all(self, seed: int) -> None:
         """Pass 2 over every column: check the events, fingerprint them, collect the reference events."""
-        digests = {part: hashlib.sha256() for part in ("x", "theta", "weights")}
+        parts = ("x", "theta", "weights", "score") if self.has_score else ("x", "theta", "weights")
+        digests = {part: hashlib.sha256() for part in parts}
         reference_x, reference_w, n_reference = [], [], 0
         generator = torch.Generator().manual_seed(seed)
         keep = 1.0 if self.reference_point is not None else min(1.0, self.events.reference_rows / self.n_events)
         width = self.theta_high - self.theta_low
         for group in self.row_groups:
-            x, theta, w = self._window_arrays([group])
+            x, theta, w, score = self._window_arrays([group])
             try:
                 check_events(x, self.observables)
             except ValueError as error:
                 raise ValueError(f"{self._where(group)}: {error}") from error
-            for part, values in zip(("x", "theta", "weights"), (x, theta, w), strict=True):
+            if score is not None and not torch.isfinite(score).all():
+                raise ValueError(f"{self._where(group)}: the score columns contain NaN or inf")
+            for part, values in zip(parts, (x, theta, w, score), strict=False):
                 digests[part].update(values.numpy().tobytes())
             if self.reference_point is None:
                 mask = torch.rand(x.shape[0], generator=generator, dtype=torch.float64) < keep
@@ -249,23 +264,24 @@ class StreamedEvents:
 
     # ------------------------------------------------------------------ reading for training
 
-    def _window_arrays(self, groups: list[_RowGroup]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x (n, d)``, ``θ (n, k)`` and the raw weights ``(n,)`` of ``groups``, float64."""
+    def _window_arrays(self, groups: list[_RowGroup]) -> tuple[torch.Tensor, ...]:
+        """``x (n, d)``, ``θ (n, k)``, the raw weights ``(n,)`` and the scores ``(n, k)`` (or ``None``), float64."""
         values = torch.from_numpy(np.concatenate([self._read(group, self.columns) for group in groups]))
         d, k = len(self.x_columns), len(self.params)
         x = as_events(values[:, :d], self.observables, dtype=torch.float64, device="cpu")
         w = values[:, d + k] if self.events.weights else torch.ones(values.shape[0], dtype=torch.float64)
-        return x, values[:, d : d + k], w
+        score = values[:, -k:] if self.has_score else None
+        return x, values[:, d : d + k], w, score
 
-    def window(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The events of window ``i``: ``x (n, d)``, ``θ (n, k)``, weights ``(n,)`` (float64, CPU)."""
+    def window(self, i: int) -> tuple[torch.Tensor, ...]:
+        """Window ``i``: ``x (n, d)``, ``θ (n, k)``, weights ``(n,)``, scores ``(n, k)`` or ``None`` (float64, CPU)."""
         return self._window_arrays(self.windows[i])
 
     def window_sizes(self) -> list[int]:
         """Rows per window."""
         return [sum(group.rows for group in window) for window in self.windows]
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         return (self.window(i) for i in range(len(self.windows)))
 
 

@@ -100,6 +100,8 @@ class TrainingHistory:
         best_epoch: per network, the epoch whose weights were kept (0-based).
         best_val_loss: per network, its validation loss.
         epoch_time: wall time per epoch (s).
+        score_loss: with the simulator's joint score, per epoch the weighted mean over the
+            training events of ``|∇θ log p̂(x|θ) - t|²`` (before ``score_weight``).
         interrupted: training stopped by ``KeyboardInterrupt`` or a callback.
     """
 
@@ -110,6 +112,7 @@ class TrainingHistory:
     best_epoch: list[int] = field(default_factory=list)
     best_val_loss: list[float] = field(default_factory=list)
     epoch_time: list[float] = field(default_factory=list)
+    score_loss: list[float] = field(default_factory=list)
     interrupted: bool = False
 
     @property
@@ -288,8 +291,19 @@ class _Trainer:
     every batch and the processes' loss sums are added before any decision.
     """
 
-    def __init__(self, model, events: InMemoryEvents | WindowedEvents, config: TrainingConfig, parallel: DataParallel):
+    def __init__(
+        self,
+        model,
+        events: InMemoryEvents | WindowedEvents,
+        config: TrainingConfig,
+        parallel: DataParallel,
+        score_weight: float = 0.0,
+    ) -> None:
         self.model, self.events, self.config, self.parallel = model, events, config, parallel
+        self.score_weight = score_weight
+        # ∂θ_scaled/∂θ of each parameter: the networks' θ inputs are 4 (θ - low) / (high - low) - 2
+        self.theta_scale = (4.0 / (model.theta_high - model.theta_low)).to(model.dtype)
+        self.score_loss = float("nan")
         parallel.broadcast_module(model.networks)  # every process starts from the main process's weights
         self.factors = _FactorLogProbs(model)
         self.step_factors: torch.nn.Module = self.factors
@@ -310,8 +324,9 @@ class _Trainer:
 
     def train_networks(self, positions: list[int]) -> None:
         """Train the networks at ``positions`` from now on; in a data-parallel run, synchronise only their gradients."""
-        if not self.parallel.distributed:
+        if not (self.parallel.distributed or self.score_weight):
             return
+        # the joint score runs every network (∇θ log p̂ sums over all factors): only these may learn
         for position, net in enumerate(self.model.networks):
             net.requires_grad_(position in positions)
         self.step_factors = self.parallel.wrap(self.factors)
@@ -331,30 +346,51 @@ class _Trainer:
         """
         parallel, world = self.parallel, self.parallel.world_size
         totals = [0.0] * len(positions)
-        weight_total = 0.0
+        weight_total = score_total = 0.0
         self.model.train()
         for table, batch in self.events.training_batches(epoch):
             if batch.numel() < world:  # a last batch too small to give every process an event
                 continue
-            u, theta_scaled, w = self._batch(table, parallel.shard(batch))
-            log_probs = self.step_factors(u, theta_scaled, positions)
+            u, theta_scaled, w, *score = self._batch(table, parallel.shard(batch))
+            if self.score_weight:
+                log_probs, score_sum = self._with_score(u, theta_scaled, w, score[0], positions)
+            else:
+                log_probs, score_sum = self.step_factors(u, theta_scaled, positions), w.new_zeros(())
             loss_sums = -(w[:, None] * log_probs).sum(0)
             # one host sync per batch (one collective in a data-parallel run): batch weight and loss sums
-            batch_weight, *batch_totals = parallel.sum(
-                torch.cat([w.sum().reshape(1), loss_sums.detach()]).to(torch.float64)
+            batch_weight, batch_score, *batch_totals = parallel.sum(
+                torch.cat([w.sum().reshape(1), score_sum.detach().reshape(1), loss_sums.detach()]).to(torch.float64)
             ).tolist()
             if batch_weight == 0:  # zero-weight events only: nothing to learn, and the loss is 0/0
                 continue
-            if not math.isfinite(sum(batch_totals)):
+            if not math.isfinite(sum(batch_totals) + batch_score):
                 self.diverged(epoch, positions, torch.tensor(batch_totals) / batch_weight, "training")
             losses = loss_sums / batch_weight
+            loss = losses.sum() + self.score_weight * score_sum / batch_weight if self.score_weight else losses.sum()
             self.optimizer.zero_grad(set_to_none=True)
             # DistributedDataParallel averages the processes' gradients: scaled by their number, it sums them
-            (losses.sum() * world if parallel.distributed else losses.sum()).backward()
+            (loss * world if parallel.distributed else loss).backward()
             self.optimizer.step()
             totals = [total + value for total, value in zip(totals, batch_totals, strict=True)]
             weight_total += batch_weight
+            score_total += batch_score
+        self.score_loss = score_total / weight_total
         return [total / weight_total for total in totals]
+
+    def _with_score(self, u, theta_scaled, w, score, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities of the factors at ``positions`` ``(B, P)`` and ``Σ w |∇θ log p̂ - t|²`` (a scalar).
+
+        ``∇θ log p̂`` sums the θ-gradients of every factor (the projection does not depend on θ);
+        each event's log-density depends on its own θ row only, so the gradient of their sum with
+        respect to the ``(B, k)`` θ inputs is the per-event score. The graph is kept so that the
+        loss can be differentiated with respect to the weights (a second derivative).
+        """
+        theta_scaled = theta_scaled.detach().requires_grad_(True)
+        every = list(range(len(self.model.networks)))
+        log_probs = self.step_factors(u, theta_scaled, every)
+        (gradient,) = torch.autograd.grad(log_probs.sum(), theta_scaled, create_graph=True)
+        mismatch = ((gradient * self.theta_scale - score) ** 2).sum(-1)
+        return log_probs[:, positions], (w * mismatch).sum()
 
     @torch.no_grad()
     def validation_loss(self, epoch: int, positions: list[int]) -> list[float]:
@@ -370,7 +406,7 @@ class _Trainer:
             chunk = self.parallel.shard(chunk)
             if chunk.numel() == 0:
                 continue
-            u, theta_scaled, w = self._batch(table, chunk)
+            u, theta_scaled, w, *_ = self._batch(table, chunk)
             log_probs = self.factors(u, theta_scaled, positions)
             totals -= (w[:, None] * log_probs).sum(0).to(torch.float64)
             weight_total += w.sum()
@@ -448,10 +484,38 @@ def _divergence_causes(model, positions: list[int], lrs: list[float]) -> list[st
     return causes
 
 
-def _stream(model, events: ParquetEvents, theta, weights, reference, config: TrainingConfig) -> StreamedEvents:
+def _validated_score(model, score, n: int) -> torch.Tensor | None:
+    """The joint scores as a float64 ``(N, k)`` tensor, checked; ``None`` stays ``None``."""
+    if score is None:
+        return None
+    score = real_tensor(score, dtype=torch.float64, device="cpu", what="score")
+    k = len(model.params)
+    if score.shape != (n, k):
+        raise ValueError(f"score must have shape ({n}, {k}) for params {list(model.params)}, got {tuple(score.shape)}")
+    bad = (~torch.isfinite(score)).any(0)
+    if bad.any():
+        names = [p for p, b in zip(model.params, bad.tolist(), strict=True) if b]
+        raise ValueError(f"score contains NaN or inf for {names}")
+    return score
+
+
+def _score_weight(has_score: bool, score_weight: float | None, config: TrainingConfig) -> float:
+    """``α`` of the joint-score term: 0 without a score; checked with one."""
+    if not has_score:
+        if score_weight is not None:
+            raise ValueError("score_weight is given but no score: pass score= (or ParquetEvents(score=...))")
+        return 0.0
+    if score_weight is None or not (math.isfinite(score_weight) and score_weight > 0):
+        raise ValueError(f"a joint score needs score_weight > 0 (finite), got {score_weight!r}")
+    if not config.joint:
+        raise ValueError("the joint score trains all networks together: it needs TrainingConfig(joint=True)")
+    return float(score_weight)
+
+
+def _stream(model, events: ParquetEvents, theta, weights, score, reference, config: TrainingConfig) -> StreamedEvents:
     """The checked, summarised events of Parquet files, for training ``model``."""
-    if theta is not None or weights is not None:
-        raise ValueError("with ParquetEvents, θ and the weights are columns of the files: omit theta and weights")
+    if theta is not None or weights is not None or score is not None:
+        raise ValueError("with ParquetEvents, θ, weights and scores are columns of the files: omit theta and weights")
     stream = StreamedEvents(events, model.observables, model.params, reference=reference, seed=config.seed)
     _check_theta_range(model, stream.theta_low, stream.theta_high)
     largest = torch.tensor(1 / stream.weight_mean, dtype=torch.float64).to(model.dtype)  # the largest scaled weight
@@ -460,12 +524,13 @@ def _stream(model, events: ParquetEvents, theta, weights, reference, config: Tra
     return stream
 
 
-def _prepare_window(model, stream: StreamedEvents, x, theta, weights) -> list[torch.Tensor]:
-    """Events of one window as training sees them: ``[u (n, d), θ scaled (n, k), weights (n,)]`` on the device."""
+def _prepare_window(model, stream: StreamedEvents, x, theta, weights, score) -> list[torch.Tensor]:
+    """One window's events as training sees them: ``[u (n, d), θ scaled (n, k), weights (n,)(, score (n, k))]``."""
     u = model.projection.forward(x.to(model.device), check=False)[:, list(model.order)]
     theta_scaled = model.scale_theta(theta.to(device=model.device, dtype=model.dtype))
     weights = weights / stream.weight_max / stream.weight_mean
-    return [t.to(device=model.device, dtype=model.dtype) for t in (u, theta_scaled, weights)]
+    table = (u, theta_scaled, weights) if score is None else (u, theta_scaled, weights, score)
+    return [t.to(device=model.device, dtype=model.dtype) for t in table]
 
 
 def train(
@@ -479,10 +544,19 @@ def train(
     progress: bool = True,
     callback: Callable[[int, TrainingHistory], bool | None] | None = None,
     checkpoint_dir: str | Path | None = None,
+    score=None,
+    score_weight: float | None = None,
 ) -> TrainingHistory:
     """Fit the projection on the reference events, then maximise the weighted mean log-likelihood.
 
     .. math:: \\max_φ \\; \\sum_n w_n \\log p_φ(h(x_n) | θ_n) \\,/\\, \\sum_n w_n
+
+    With the simulator's joint score ``t(x, z | θ) = ∇θ log p(x, z | θ)`` of each event (the
+    SCANDAL loss of Brehmer et al., as in MadMiner), the loss also holds
+    ``α Σ_n w_n |∇θ log p̂_φ(x_n | θ_n) - t_n|² / Σ_n w_n``: the joint score is an unbiased,
+    noisy estimate of the score of ``p(x | θ)``, so the term teaches the networks how the
+    density changes with θ, which maximum likelihood alone learns only from the differences
+    between simulated points. Early stopping still watches the validation log-likelihood.
 
     Arguments:
         model: the :class:`~gmmpyro.DensityModel` to train (in place).
@@ -501,6 +575,10 @@ def train(
             ``True`` stops training (the best epochs are kept).
         checkpoint_dir: save a checkpoint there after every epoch, and resume from it if
             one for the same data and settings exists.
+        score: the joint score of each event, shape ``(N, k)``, in units of 1/θ (for
+            ``ParquetEvents``: its ``score`` columns).
+        score_weight: ``α`` of the joint-score term, > 0; needed with a score. Each training
+            step then costs about three times as much (a second derivative).
 
     Under ``torchrun`` (or with a process group initialised) the processes train together,
     each on its share of every batch: see :mod:`gmmpyro.data_parallel`.
@@ -524,7 +602,8 @@ def train(
     if not isinstance(config, TrainingConfig):
         raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
     parallel = current(model.device)
-    stream = _stream(model, x, theta, weights, reference, config) if isinstance(x, ParquetEvents) else None
+    stream = _stream(model, x, theta, weights, score, reference, config) if isinstance(x, ParquetEvents) else None
+    score_weight = _score_weight(score is not None or (stream is not None and stream.has_score), score_weight, config)
     if stream is not None:
         digests, low, high = stream.digests, stream.theta_low, stream.theta_high
         x_reference, weights_reference = stream.reference_x, stream.reference_weights
@@ -532,10 +611,13 @@ def train(
         if theta is None:
             raise ValueError("theta is missing: give the parameters of each event, shape (N, k)")
         x, theta, weights = _validated_inputs(model, x, theta, weights)
+        score = _validated_score(model, score, x.shape[0])
         mask = _reference_mask(model, theta, reference)
         _check_split(_training_weights(weights, model.dtype), config)
-        digests, low, high = data_digests(x, theta, weights, mask), theta.min(0).values, theta.max(0).values
+        digests, low, high = data_digests(x, theta, weights, mask, score), theta.min(0).values, theta.max(0).values
         x_reference, weights_reference = x[mask], weights[mask]
+    if score_weight:
+        digests = {**digests, "score_weight": repr(score_weight)}
     checkpoint = TrainingCheckpoint(checkpoint_dir, model, digests, config) if checkpoint_dir else None
     projection = LatentProjection.fit(x_reference, model.observables, weights=weights_reference)
     # everything above only reads: a refused input leaves the model as it was
@@ -548,8 +630,8 @@ def train(
         u = projection.forward(x, check=False)[:, list(model.order)]
         theta_scaled = model.scale_theta(theta.to(device=model.device, dtype=model.dtype)).cpu()  # as at inference
         weights = _training_weights(weights, model.dtype)
-        events = InMemoryEvents(u, theta_scaled, weights, dtype=model.dtype, device=model.device, **split)
-    trainer = _Trainer(model, events, config, parallel)
+        events = InMemoryEvents(u, theta_scaled, weights, score, dtype=model.dtype, device=model.device, **split)
+    trainer = _Trainer(model, events, config, parallel, score_weight)
     history = TrainingHistory(names=[model.observables[c].name for c in model.order])
     start_epoch = checkpoint.resume(trainer, history) if checkpoint else 0
     nan = float("nan")
@@ -574,6 +656,8 @@ def train(
                 for p in positions:
                     trainer.update(epoch, p, val_loss[p])
                 _record(history, epoch, train_loss, val_loss, lrs, time.perf_counter() - tic, nan)
+                if trainer.score_weight:
+                    history.score_loss.append(trainer.score_loss)
                 history.best_epoch, history.best_val_loss = list(trainer.best_epoch), list(trainer.best)
                 bar.update()
                 bar.set_postfix(

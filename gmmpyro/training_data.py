@@ -1,8 +1,9 @@
 """The batches training sees: events held in memory, or windows streamed from Parquet.
 
 Both sources yield ``(table, index)`` pairs: ``table`` is ``[u (n, d), θ scaled (n, k),
-weights (n,)]`` in the networks' dtype and ``index`` the rows of one batch (or validation
-chunk) in it, so that a data-parallel process can take its share of the rows
+weights (n,)]`` (and the joint scores ``(n, k)`` when training has them) in the networks'
+dtype, and ``index`` the rows of one batch (or validation chunk) in it, so that a
+data-parallel process can take its share of the rows
 (:meth:`gmmpyro.data_parallel.DataParallel.shard`) before gathering them.
 """
 
@@ -45,16 +46,18 @@ class InMemoryEvents:
     Arguments:
         u, theta_scaled, weights: the projected events ``(N, d)``, scaled θ ``(N, k)`` and
             training weights ``(N,)``.
+        score: the joint scores ``(N, k)``, or ``None``.
         validation_fraction, seed, batch_size: see :class:`~gmmpyro.TrainingConfig`.
         dtype, device: the networks' dtype and device.
     """
 
-    def __init__(self, u, theta_scaled, weights, *, validation_fraction, seed, batch_size, dtype, device) -> None:
+    def __init__(self, u, theta_scaled, weights, score=None, *, validation_fraction, seed, batch_size, dtype, device):
         self.seed, self.batch_size = seed, batch_size
         self.train_index, self.val_index = split_indices(u.shape[0], validation_fraction, seed)
         on_device = device.type == "cpu" or u.numel() * 8 < 2**30
         target = device if on_device else torch.device("cpu")
-        self.table = [t.to(device=target, dtype=dtype) for t in (u, theta_scaled, weights)]
+        columns = (u, theta_scaled, weights) if score is None else (u, theta_scaled, weights, score)
+        self.table = [t.to(device=target, dtype=dtype) for t in columns]
 
     def training_batches(self, epoch: int) -> Iterator[tuple[Table, torch.Tensor]]:
         """The batches of ``epoch``: the training events in a seeded random order."""
@@ -79,15 +82,15 @@ class WindowedEvents:
 
     Arguments:
         stream: the events.
-        prepare: ``(x (n, d), θ (n, k), raw weights (n,))`` (float64, CPU) → the table of
-            those events on the device.
+        prepare: ``(x (n, d), θ (n, k), raw weights (n,), joint scores (n, k) or None)``
+            (float64, CPU) → the table of those events on the device.
         validation_fraction, seed, batch_size: see :class:`~gmmpyro.TrainingConfig`.
     """
 
     def __init__(
         self,
         stream: StreamedEvents,
-        prepare: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Table],
+        prepare: Callable[..., Table],
         *,
         validation_fraction: float,
         seed: int,

@@ -65,7 +65,8 @@ def test_windows_cover_every_event_once_per_epoch_within_the_memory_bound(tmp_pa
         _write(folder / f"part{i}.parquet", {"row": part, "c": part % 7}, row_group_size=400)
     stream = StreamedEvents(ParquetEvents(folder, window_rows=1000), [Observable("row")], ["c"])
     assert len(stream.windows) > 5 and max(stream.window_sizes()) <= 1000 and sum(stream.window_sizes()) == n
-    events = WindowedEvents(stream, lambda x, theta, w: [x[:, 0]], validation_fraction=0.2, seed=3, batch_size=128)
+    rows_only = lambda x, theta, w, score: [x[:, 0]]  # noqa: E731
+    events = WindowedEvents(stream, rows_only, validation_fraction=0.2, seed=3, batch_size=128)
     seen = [table[0][index] for epoch in (0, 1) for table, index in events.training_batches(epoch)]
     batches_per_epoch = len(seen) // 2
     epochs = [torch.cat(seen[:batches_per_epoch]), torch.cat(seen[batches_per_epoch:])]

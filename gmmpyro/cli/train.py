@@ -57,6 +57,16 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
     train.add_argument("--params", nargs="+", metavar="NAME", help="parameter columns")
     train.add_argument("--weights", metavar="COLUMN", help="column of event weights")
     train.add_argument(
+        "--score",
+        nargs="+",
+        metavar="COLUMN",
+        help="columns of the simulator's joint score t = ∇θ log p(x, z|θ), one per parameter in --params order; "
+        "adds score-weight × |∇θ log p̂ - t|² to the loss",
+    )
+    train.add_argument(
+        "--score-weight", type=float, metavar="ALPHA", help="weight of the joint-score term (needed with --score)"
+    )
+    train.add_argument(
         "--reference",
         nargs="+",
         type=parse_assignment,
@@ -109,11 +119,13 @@ def run_train(args: argparse.Namespace) -> None:
         check_output_folder(checkpoint)
     reference = _reference_point(dict(args.reference or []) or settings.reference, params)
     weights_column = args.weights or settings.weights
+    if args.score is not None and len(args.score) != len(params):
+        raise ValueError(f"--score names {len(args.score)} columns; give one per parameter {params}, in that order")
     if args.window_rows is not None or Path(args.data).is_dir():
         window = {"window_rows": args.window_rows} if args.window_rows is not None else {}
-        data = (ParquetEvents(args.data, weights=weights_column, **window),)
+        data, score = (ParquetEvents(args.data, weights=weights_column, score=args.score, **window),), None
     else:
-        data = _read_training_events(args.data, observables, params, weights_column)
+        *data, score = _read_training_events(args.data, observables, params, weights_column, args.score)
 
     torch.manual_seed(training.seed)  # the networks' initial weights
     model = DensityModel(observables, params, config=settings.network, device=_process_device(args.device))
@@ -122,6 +134,8 @@ def run_train(args: argparse.Namespace) -> None:
         warnings.filterwarnings("ignore", message="training interrupted", category=GmmpyroWarning)
         history = model.fit(
             *data,
+            score=score,
+            score_weight=args.score_weight,
             reference=reference,
             config=training,
             progress=not args.quiet,
@@ -182,15 +196,15 @@ def _reference_point(reference: dict[str, float] | None, params: list[str]) -> l
     return [float(reference[p]) for p in params]
 
 
-def _read_training_events(path: str, observables, params: list[str], weights_column: str | None):
-    """``(x (N, d), θ (N, k), weights (N,) or None)`` from the events file."""
+def _read_training_events(path: str, observables, params: list[str], weights_column: str | None, score_columns):
+    """``(x (N, d), θ (N, k), weights (N,) or None, joint scores (N, k) or None)`` from the events file."""
     names = {"x": [o.name for o in observables], "theta": list(params)}
     columns = read_columns(path, names=names)
     x = torch.from_numpy(select_columns(columns, names["x"], path=path))
     theta = torch.from_numpy(select_columns(columns, names["theta"], path=path))
-    if weights_column is None:
-        return x, theta, None
-    return x, theta, torch.from_numpy(select_columns(columns, [weights_column], path=path)[:, 0])
+    weights = None if weights_column is None else select_columns(columns, [weights_column], path=path)[:, 0]
+    score = None if score_columns is None else select_columns(columns, score_columns, path=path)
+    return x, theta, *(None if a is None else torch.from_numpy(a) for a in (weights, score))
 
 
 def _interruption(out: str, checkpoint: Path | None, n_epochs: int) -> CommandInterruptedError:
