@@ -62,6 +62,7 @@ def train(path: Path, mode: str, window: int) -> dict:
     torch.manual_seed(0)
     model = gmmpyro.DensityModel(toy.observables, toy.params, config=NETWORK)
     config = gmmpyro.TrainingConfig(batch_size=2000, learning_rate=3e-3, max_epochs=1)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tic = time.perf_counter()
     if mode == "streamed":
         model.fit(gmmpyro.ParquetEvents(path, window_rows=window, reference_rows=window), config=config, progress=False)
@@ -76,6 +77,7 @@ def train(path: Path, mode: str, window: int) -> dict:
     return {
         "seconds": time.perf_counter() - tic,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "before_mb": before,
         "val_loss": sum(model.history.val_loss[-1]),
     }
 
@@ -103,10 +105,10 @@ def main() -> None:
     print(f"machine: {platform.platform()} | {os.cpu_count()} CPUs | torch {torch.__version__} | 1 thread")
     print(f"{args.rows} events, file {size:.0f} MiB, row groups of {args.row_group}, window {args.window} rows; "
           f"one epoch, batch 2000")  # fmt: skip
-    print("| training | peak RSS (MiB) | time (s) | validation loss |")
-    print("|---|---:|---:|---:|")
-    for mode, result in results.items():
-        print(f"| {mode} | {result['peak_rss_mb']:.0f} | {result['seconds']:.1f} | {result['val_loss']:.4f} |")
+    print("| training | peak RSS (MiB) | of it before training | time (s) | validation loss |")
+    print("|---|---:|---:|---:|---:|")
+    for mode, r in results.items():
+        print(f"| {mode} | {r['peak_rss_mb']:.0f} | {r['before_mb']:.0f} | {r['seconds']:.1f} | {r['val_loss']:.4f} |")
 
 
 if __name__ == "__main__":

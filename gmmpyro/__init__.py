@@ -8,7 +8,7 @@ for profile-likelihood scans.
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from . import exceptions, observables, projection, protocols, toy
+from . import designs, exceptions, observables, projection, protocols, toy
 from .exceptions import ConvergenceWarning, GmmpyroWarning, OutOfRangeWarning, TrainingError
 from .inference import profile
 from .inference.fit_config import FitConfig
@@ -48,6 +48,7 @@ __all__ = [
     "__version__",
     "bayes",
     "campaigns",
+    "designs",
     "exceptions",
     "observables",
     "plotting",

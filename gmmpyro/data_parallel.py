@@ -11,7 +11,7 @@ the same numbers in every process. Only the main process (rank 0) writes checkpo
 progress.
 
 Without a process group and without ``torchrun``'s environment nothing here communicates:
-:func:`current` returns the single-process :data:`SINGLE`.
+``current()`` returns the single-process ``SINGLE``.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def current(device: torch.device | str = "cpu") -> DataParallel:
 
     Uses the default process group if the script has initialised one; else, when ``torchrun``'s
     environment says there are several processes (``WORLD_SIZE > 1``), initialises it from that
-    environment with the NCCL backend for CUDA models and gloo otherwise; else :data:`SINGLE`.
+    environment with the NCCL backend for CUDA models and gloo otherwise; else ``SINGLE``.
 
     Arguments:
         device: the model's device, which chooses the backend of a group initialised here.

@@ -38,12 +38,12 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
 import torch
 
+from . import designs
 from .networks import NetworkConfig
 from .observables import Observable, check_events
 from .training import TrainingConfig
@@ -57,7 +57,6 @@ _A2, _B2, _G2 = 1.0, 4.0 / math.pi**2, -5.0 / math.pi**4
 _ALPHA3, _BETA3, _GAMMA3 = 10.0, 1.0, 1.0
 _A3 = _ALPHA3 * _BETA3 + _GAMMA3
 _LOG_Z3 = math.log(2.0 * _A3 / _ALPHA3) - math.log(-math.expm1(-2.0 * _A3))
-_GRID_VALUES = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
 
 
 def paper_config() -> NetworkConfig:
@@ -470,6 +469,86 @@ class ToyModel:
         x[..., 2] = x[..., 2].clamp(-math.pi, math.pi)
         return x
 
+    def simulate(
+        self, theta: torch.Tensor | Sequence, *, seed: int | None = None, score: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """One event per parameter point, as a simulator run on a design (:mod:`gmmpyro.designs`).
+
+        Row ``i`` of the result is drawn from ``p(x | θ_i)``, independently of the other rows,
+        by the sampler of :meth:`sample` in one vectorised pass: ``simulate(θ)`` is
+        ``sample(1, θ)[0]``, so rows that all equal ``θ0`` give the events of
+        ``sample(N, θ0)`` for the same seed.
+
+        Arguments:
+            theta: parameters, shape ``(N, k)``, one row per event.
+            seed: seed of the sampler; ``None`` for a fresh random seed.
+            score: also return the joint score of each event at its own ``θ``
+                (see :meth:`score`), e.g. for the ``score`` argument of
+                :func:`gmmpyro.training.train`.
+
+        Returns:
+            Events, shape ``(N, 4)``; with ``score=True`` the pair ``(x, t)`` with the scores
+            ``t``, shape ``(N, k)``.
+
+        Example:
+            >>> model = ToyModel()
+            >>> theta = torch.tensor([[0.5, -0.5], [1.0, 0.0], [-1.2, 1.4]])  # N k
+            >>> x, t = model.simulate(theta, seed=0, score=True)
+            >>> x.shape, t.shape
+            (torch.Size([3, 4]), torch.Size([3, 2]))
+        """
+        theta = self._as_theta(theta)
+        if theta.dim() != 2:
+            raise ValueError(f"theta must have shape (N, {len(self.params)}), got {tuple(theta.shape)}")
+        x = self.sample(1, theta, seed=seed)[0]  # N 4
+        return (x, self.score(x, theta)) if score else x
+
+    def score(self, x: torch.Tensor | Sequence, theta: torch.Tensor | Sequence) -> torch.Tensor:
+        """The exact score ``t = ∇θ log p(x | θ)`` of each event.
+
+        The toy has no latent variables, so this is both the joint score a simulator would
+        record and the score of the density. It is the autograd gradient of :meth:`log_prob`:
+        ``θ`` is expanded to one row per event, so the gradient of the summed log densities
+        with respect to those rows holds every event's own score in one backward pass.
+
+        The density depends on ``|cx|`` and ``|cy|`` and has a kink at ``cx = 0`` and at
+        ``cy = 0``; there the derivative of ``|c|`` is taken as ``0``, which makes the score
+        the mean of its one-sided limits (what a central finite difference gives). Its
+        expectation at ``θ`` is still ``0``, as each one-sided score's is.
+
+        Arguments:
+            x: events, shape ``(*, 4)``.
+            theta: parameters, shape ``(*, k)``; the batch dimensions broadcast.
+
+        Returns:
+            Scores, shape ``(*batch, k)`` with ``*batch`` the broadcast batch shape.
+
+        Raises:
+            ValueError: an event has zero density at its ``θ`` (outside the support, or ``θ``
+                where ``p(x2 | c)`` is not a density), so it has no score.
+
+        Example:
+            >>> model = ToyModel()
+            >>> x = torch.tensor([[300.0, 350.0, 0.5, -1.0], [500.0, 450.0, -1.0, 0.0]])  # N d
+            >>> model.score(x, [0.5, -0.5]).shape  # N k
+            torch.Size([2, 2])
+        """
+        x, theta = self._as_events(x), self._as_theta(theta)
+        try:
+            shape = torch.broadcast_shapes(x.shape[:-1], theta.shape[:-1])
+        except RuntimeError as err:
+            raise ValueError(
+                f"batch shapes of x {tuple(x.shape)} and theta {tuple(theta.shape)} do not broadcast"
+            ) from err
+        rows = theta.detach().expand(*shape, theta.shape[-1]).clone().requires_grad_(True)  # * k
+        with torch.enable_grad():
+            log_p = self._log_prob(x, rows)  # *
+            (grad,) = torch.autograd.grad(log_p.sum(), rows)
+        zero = ~torch.isfinite(log_p)
+        if zero.any():
+            raise ValueError(f"{int(zero.sum())} event(s) have zero density at their θ, so no score")
+        return grad
+
     def grid_dataset(
         self, n_per_point: int, grid: torch.Tensor | Sequence | None = None, seed: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -492,7 +571,7 @@ class ToyModel:
         """
         k = len(self.params)
         if grid is None:
-            grid = list(itertools.product(_GRID_VALUES, _GRID_VALUES))
+            grid = designs.grid(7, self.theta_bounds[:2])  # the paper's -1.5, -1, ..., 1.5
         grid = torch.as_tensor(grid, dtype=self._dtype, device=self._device)
         if grid.dim() == 2 and k == 3 and grid.shape[1] == 2:
             grid = torch.cat([grid, torch.zeros_like(grid[:, :1])], 1)

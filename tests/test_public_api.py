@@ -27,6 +27,7 @@ PUBLIC = [
     "__version__",
     "bayes",
     "campaigns",
+    "designs",
     "exceptions",
     "observables",
     "plotting",
