@@ -345,8 +345,9 @@ class _Trainer:
             TrainingError: a batch loss is NaN or infinite (checked before its optimiser step).
         """
         parallel, world = self.parallel, self.parallel.world_size
-        totals = [0.0] * len(positions)
-        weight_total = score_total = 0.0
+        # this process's score and loss sums over the epoch
+        sums = torch.zeros(1 + len(positions), dtype=torch.float64, device=self.model.device)
+        weight_total = 0.0
         self.model.train()
         for table, batch in self.events.training_batches(epoch):
             if batch.numel() < world:  # a last batch too small to give every process an event
@@ -357,25 +358,44 @@ class _Trainer:
             else:
                 log_probs, score_sum = self.step_factors(u, theta_scaled, positions), w.new_zeros(())
             loss_sums = -(w[:, None] * log_probs).sum(0)
-            # one host sync per batch (one collective in a data-parallel run): batch weight and loss sums
-            batch_weight, batch_score, *batch_totals = parallel.sum(
-                torch.cat([w.sum().reshape(1), score_sum.detach().reshape(1), loss_sums.detach()]).to(torch.float64)
-            ).tolist()
+            local = torch.cat([score_sum.detach().reshape(1), loss_sums.detach()]).to(torch.float64)
+            # every process holds the whole batch's weights: its total needs no communication
+            weights = table[2][batch.to(table[2].device)] if parallel.distributed else w
+            # one host sync per batch: the batch weight, and sums that are finite iff every loss is
+            head = weights.sum().reshape(1).to(device=local.device, dtype=torch.float64)
+            batch_weight, *values = torch.cat([head, local]).tolist()
             if batch_weight == 0:  # zero-weight events only: nothing to learn, and the loss is 0/0
                 continue
-            if not math.isfinite(sum(batch_totals) + batch_score):
-                self.diverged(epoch, positions, torch.tensor(batch_totals) / batch_weight, "training")
+            finite = math.isfinite(sum(values))
+            if not finite and not parallel.distributed:
+                self.diverged(epoch, positions, torch.tensor(values[1:]) / batch_weight, "training")
             losses = loss_sums / batch_weight
             loss = losses.sum() + self.score_weight * score_sum / batch_weight if self.score_weight else losses.sum()
+            if not finite:  # NaN gradients reach every process through the averaging: all stop together, below
+                loss = loss * math.nan
             self.optimizer.zero_grad(set_to_none=True)
             # DistributedDataParallel averages the processes' gradients: scaled by their number, it sums them
             (loss * world if parallel.distributed else loss).backward()
+            if parallel.distributed:
+                self._check_gradients(epoch, positions, torch.tensor(values[1:]) / batch_weight)
             self.optimizer.step()
-            totals = [total + value for total, value in zip(totals, batch_totals, strict=True)]
+            sums += local
             weight_total += batch_weight
-            score_total += batch_score
-        self.score_loss = score_total / weight_total
-        return [total / weight_total for total in totals]
+        sums = parallel.sum(sums)  # one collective per epoch
+        self.score_loss = float(sums[0]) / weight_total
+        return (sums[1:] / weight_total).tolist()
+
+    def _check_gradients(self, epoch: int, positions: list[int], losses: torch.Tensor) -> None:
+        """Raise the :class:`TrainingError` of :meth:`diverged` if the averaged gradients are not finite.
+
+        The gradients are the same in every process, so every process decides alike; a process
+        whose own loss was not finite has made them NaN.
+        """
+        networks = [self.model.networks[p] for p in positions]
+        finite = torch.stack([sum(g.grad.sum() for g in net.parameters() if g.grad is not None) for net in networks])
+        finite = torch.isfinite(finite).cpu()
+        if not finite.all():
+            self.diverged(epoch, positions, torch.where(finite, losses, torch.nan), "training")
 
     def _with_score(self, u, theta_scaled, w, score, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities of the factors at ``positions`` ``(B, P)`` and ``Σ w |∇θ log p̂ - t|²`` (a scalar).

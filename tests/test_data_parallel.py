@@ -55,6 +55,13 @@ def test_two_processes_train_like_one_stop_together_and_resume(tmp_path):
     _assert_same_model(resumed, train_small(4))
 
 
+def test_a_divergence_in_one_process_stops_every_process(tmp_path):
+    _torchrun(str(WORKER), str(tmp_path), "3", "poison", cwd=tmp_path)  # returns, so no process waits forever
+    for rank in (0, 1):
+        message = (tmp_path / f"error_{rank}.txt").read_text()
+        assert "training diverged in epoch 1" in message and "'x0'" in message
+
+
 def test_torchrun_runs_the_train_command_and_one_process_writes(tmp_path):
     toy = ToyModel()
     x, theta = toy.grid_dataset(60, grid=[[-1.0, -1.0], [-1.0, 1.0], [0.0, 0.0], [1.0, -1.0], [1.0, 1.0]], seed=0)
