@@ -3,38 +3,24 @@ r"""Frequentist coverage of profile-likelihood intervals by pseudo-experiments r
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import numbers
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._progress import progress_bar
 from ..inference.fit_config import FitConfig
 from ..inference.wilks import delta_q
+from ._checks import check_simulator, count, describe, model_params
+from ._runner import run_campaign
 from ._toys import JOINT, ToySpec, cl_tag, columns, global_observable_location, run_batch
 from .result import CoverageResult
 
 __all__ = ["CoverageResult", "coverage"]
 
 _FORMAT = 1  # of the per-toy rows a campaign stores; part of its settings
-
-
-def _count(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _params(model: Any) -> tuple[str, ...]:
-    params = getattr(model, "params", None)
-    if params is None or not hasattr(model, "theta_bounds"):
-        raise TypeError(f"model must be a ConditionalDensity with params and theta_bounds, got {type(model).__name__}")
-    return tuple(params)
 
 
 def _theta_true(theta_true: Any, params: tuple[str, ...], bounds: Mapping[str, tuple[float, float]]) -> tuple:
@@ -101,32 +87,6 @@ def _levels(cl: float | Sequence[float]) -> tuple[float, ...]:
         if isinstance(c, bool) or not isinstance(c, numbers.Real) or not 0 < c < 1:
             raise ValueError(f"cl: levels must lie in (0, 1), got {c!r}")
     return tuple(float(c) for c in levels)
-
-
-def _describe(obj: Any) -> str:
-    """What identifies a model or simulator across runs: its repr without addresses; weights' hash for modules."""
-    text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
-    if isinstance(obj, torch.nn.Module):
-        digest = hashlib.sha256()
-        for key, value in obj.state_dict().items():
-            digest.update(key.encode())
-            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return f"{type(obj).__module__}.{type(obj).__qualname__} (state sha256 {digest.hexdigest()[:16]})"
-    return text
-
-
-def _check_simulator(simulator: Any, spec: ToySpec) -> None:
-    """One small draw in this process, so a simulator of the wrong shape fails here, not in every toy."""
-    if not callable(getattr(simulator, "sample", None)):
-        raise TypeError(f"simulator must have a sample(n, theta, seed=) method, got {type(simulator).__name__}")
-    theta = torch.tensor(spec.theta_true, dtype=spec.model.dtype, device=spec.model.device)
-    x = torch.as_tensor(simulator.sample(2, theta, seed=spec.seed))
-    d = len(spec.model.observables)
-    if tuple(x.shape) != (2, d):
-        raise ValueError(
-            f"simulator.sample(n, theta (k,), seed=) must return events of shape (n, {d}), got {tuple(x.shape)} "
-            "for n = 2"
-        )
 
 
 def _summary(spec: ToySpec, rows: list[dict[str, Any]], n_toys: int) -> CoverageResult:
@@ -266,16 +226,16 @@ def coverage(
         >>> result.coverage.shape, result.n_done  # doctest: +SKIP
         ((2, 2), 4)
     """
-    n_toys = _count(n_toys, "n_toys", 1)
-    n_events = _count(n_events, "n_events", 1)
-    seed = _count(seed, "seed", 0)
+    n_toys = count(n_toys, "n_toys", 1)
+    n_events = count(n_events, "n_events", 1)
+    seed = count(seed, "seed", 0)
     if batch_size is not None:
-        batch_size = _count(batch_size, "batch_size", 1)
+        batch_size = count(batch_size, "batch_size", 1)
     if config is None:
         config = FitConfig()
     if not isinstance(config, FitConfig):
         raise TypeError(f"config must be a FitConfig, got {type(config).__name__}")
-    params = _params(model)
+    params = model_params(model)
     box = torch.as_tensor(model.theta_bounds, dtype=torch.float64).detach().cpu().tolist()
     bounds = {n: (float(lo), float(hi)) for n, (lo, hi) in zip(params, box, strict=True)}
     truth = _theta_true(theta_true, params, bounds)
@@ -297,13 +257,14 @@ def coverage(
         config=config,
         bounds=bounds,
     )
-    _check_simulator(spec.simulator, spec)
+    theta = torch.tensor(truth, dtype=model.dtype, device=model.device)  # k
+    check_simulator(spec.simulator, theta, len(model.observables), seed)
 
     settings = {
         "format": _FORMAT,
         "campaign": "coverage",
-        "model": _describe(model),
-        "simulator": "model" if simulator is None else _describe(simulator),
+        "model": describe(model),
+        "simulator": "model" if simulator is None else describe(simulator),
         "params": list(params),
         "theta_true": dict(zip(params, truth, strict=True)),
         "n_events": n_events,
@@ -313,29 +274,8 @@ def coverage(
         "seed": seed,
         "config": dataclasses.asdict(config),
     }
-    rows: list[dict[str, Any]] = []
-    store = None
-    if out is not None:
-        from ._store import ToyStore
-
-        store = ToyStore(out, settings, columns(spec))
-        rows = [r for r in store.read() if r["toy"] < n_toys]
-    done = {r["toy"] for r in rows}
-    todo = [i for i in range(n_toys) if i not in done]
-
-    if todo:
-        from . import _runner
-
-        def collect(batch: list[dict[str, Any]]) -> None:
-            if store is not None:
-                store.append(batch)
-            rows.extend(batch)
-            bar.update(len(batch))
-
-        with (
-            progress_bar(total=n_toys, initial=len(done), progress=progress, desc="coverage", unit="toy") as bar,
-            _runner.open_client(client) as dask_client,
-        ):
-            size = batch_size or _runner.default_batch_size(dask_client, len(todo))
-            _runner.run_batches(dask_client, run_batch, spec, todo, size, collect, name="coverage")
+    rows = run_campaign(
+        run_batch, spec, n_toys, settings=settings, columns=columns(spec), out=out, client=client,
+        batch_size=batch_size, progress=progress, name="coverage", unit="toy",
+    )  # fmt: skip
     return _summary(spec, rows, n_toys)
