@@ -48,19 +48,30 @@ TRUTH = [0.8, -0.8, 0.0]
 
 def campaign(n_toys: int, out: Path, workers: int, kill_worker_after: float | None = None):
     """The coverage campaign on a fresh local cluster; optionally kill one worker process mid-way."""
+    import dask
     from distributed import Client, LocalCluster
 
     warnings.simplefilter("ignore", GmmpyroWarning)  # out-of-range MLEs of extreme pseudo-data are expected
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0")
+    # as a campaign's own cluster: workers without Dask's malloc trimming (see "Scaling out")
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0")
     with cluster, Client(cluster) as client:
         if kill_worker_after is not None:
             victim = next(iter(client.scheduler_info()["workers"]))
-            timer = threading.Timer(kill_worker_after, lambda: client.run(os._exit, 1, workers=[victim], wait=False))
+            timer = threading.Timer(kill_worker_after, _kill, (client, victim))
             timer.start()
         return coverage(
             ToyModel(x3_shift=0.3), TRUTH, n_toys, 400, profile=["nu"],
             constraints={"nu": torch.distributions.Normal(0.0, 1.0)}, client=client, out=out, progress=False,
         )  # fmt: skip
+
+
+def _kill(client, worker: str) -> None:
+    """End the process of ``worker`` at once; its nanny starts another."""
+    try:
+        client.run(os._exit, 1, workers=[worker])
+    except Exception as error:  # the worker dies before it can answer
+        print(f"killed worker {worker} ({type(error).__name__})", flush=True)
 
 
 def stored_toys(out: Path) -> np.ndarray:

@@ -184,3 +184,22 @@ def test_user_written_pyro_model(model, x_obs, exact):
 
 
 # ------------------------------------------------------------------------------ nuisance parameters
+
+
+def test_torch_priors_are_pyro_priors():
+    # a torch distribution becomes its Pyro twin: the same seed gives the same draws as the Pyro prior
+    # (to rounding: the two evaluate the prior's log-density in different ways)
+    toy = ToyModel()
+    x = toy.sample(N_EVENTS, list(TRUTH), seed=DATA_SEED)
+    torch_priors = {name: torch.distributions.Uniform(*BOX) for name in ("cx", "cy")}
+    runs = [
+        sample_posterior(toy, x, priors, num_samples=20, warmup_steps=20, num_chains=1, seed=5, progress=False)
+        for priors in (_uniform_priors(), torch_priors)
+    ]
+    np.testing.assert_allclose(_draws(runs[0], "cx"), _draws(runs[1], "cx"), rtol=1e-6)
+    with pytest.raises(TypeError, match=r"give a pyro\.distributions distribution"):
+        sample_posterior(toy, x, {"cx": torch.distributions.Uniform(*BOX), "cy": _TorchOnly(0.0, 1.0)}, progress=False)
+
+
+class _TorchOnly(torch.distributions.Normal):
+    """A torch distribution that Pyro has no twin of."""

@@ -344,7 +344,7 @@ def _split_priors(params: tuple[str, ...], priors) -> tuple[dict, dict]:
                 )
             if prior.support.is_discrete:
                 raise ValueError(f"prior of {name!r} is discrete; NUTS needs continuous parameters")
-            sampled[name] = prior
+            sampled[name] = _as_pyro(prior, name)
         elif _is_number(prior):
             value = float(prior)
             if not math.isfinite(value):
@@ -355,6 +355,28 @@ def _split_priors(params: tuple[str, ...], priors) -> tuple[dict, dict]:
     if not sampled:
         raise ValueError("priors: every parameter is fixed; give at least one a prior distribution")
     return sampled, fixed
+
+
+def _as_pyro(prior: torch.distributions.Distribution, name: str) -> torch.distributions.Distribution:
+    """``prior`` as a Pyro distribution (which ``pyro.sample`` needs): a torch one becomes its Pyro twin.
+
+    Pyro's ``pyro.distributions.Uniform`` and the like subclass the torch classes of the same
+    name; the twin is built from the torch object's parameters (``arg_constraints``).
+
+    Example:
+        >>> type(_as_pyro(torch.distributions.Normal(0.0, 1.0), "mu")).__module__
+        'pyro.distributions.torch'
+    """
+    if isinstance(prior, pyro.distributions.torch_distribution.TorchDistributionMixin):
+        return prior
+    twin = getattr(pyro.distributions, type(prior).__name__, None)
+    refusal = f"prior of {name!r}: give a pyro.distributions distribution instead of torch's {type(prior).__name__}"
+    if not (isinstance(twin, type) and issubclass(twin, type(prior))):
+        raise TypeError(refusal)
+    try:
+        return twin(**{arg: getattr(prior, arg) for arg in prior.arg_constraints})
+    except (TypeError, ValueError) as error:  # another parameterisation than its arg_constraints
+        raise TypeError(refusal) from error
 
 
 def _is_number(value) -> bool:
