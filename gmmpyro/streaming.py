@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,9 +279,6 @@ class StreamedEvents:
     def window_sizes(self) -> list[int]:
         """Rows per window."""
         return [sum(group.rows for group in window) for window in self.windows]
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        return (self.window(i) for i in range(len(self.windows)))
 
 
 def _windows(groups: list[_RowGroup], window_rows: int) -> list[list[_RowGroup]]:
