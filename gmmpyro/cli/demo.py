@@ -40,7 +40,7 @@ class DemoSettings:
     """Sizes of one demo run.
 
     ``DemoSettings.quick()`` (a small low-rank network trained in batches of 2000 for 25
-    epochs on 1k events per simulated point, NUTS 4 × (150 + 200)) finishes in about 5 minutes
+    epochs on 1k events per simulated point, NUTS 4 × (120 + 160)) finishes in about 5 minutes
     on a 2-core CPU; ``DemoSettings.full()`` uses the paper's network and training settings with
     10k events per simulated point, longer chains, a finer scan and the full validation report.
 
@@ -58,8 +58,8 @@ class DemoSettings:
     stop_patience: int = 5
     n_events: int = 400
     truth: dict = field(default_factory=lambda: {"cx": 0.8, "cy": -0.8, "nu": 0.5})
-    warmup: int = 150
-    draws: int = 200
+    warmup: int = 120
+    draws: int = 160
     chains: int = 4
     scan_points: int = 15
     validation_per_point: int = 1_000
