@@ -185,6 +185,14 @@ class _PreparedToyEvents:
         return f"PreparedToyEvents(n_events={self.n_events})"
 
 
+def _batch_shape(x: torch.Tensor, theta: torch.Tensor) -> torch.Size:
+    """The broadcast batch shape of events ``x (*, d)`` and parameters ``theta (*, k)``; ``ValueError`` if none."""
+    try:
+        return torch.broadcast_shapes(x.shape[:-1], theta.shape[:-1])
+    except RuntimeError as err:
+        raise ValueError(f"batch shapes of x {tuple(x.shape)} and theta {tuple(theta.shape)} do not broadcast") from err
+
+
 class ToyModel:
     """The exact toy density ``p(x | θ)`` of the journal's Appendix A, with its errata corrected.
 
@@ -328,12 +336,7 @@ class ToyModel:
 
     def _log_prob_factors(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The four conditional log densities ``log p_i``, shape ``(*, 4)``; inputs already validated."""
-        try:
-            shape = torch.broadcast_shapes(x.shape[:-1], theta.shape[:-1])
-        except RuntimeError as err:
-            raise ValueError(
-                f"batch shapes of x {tuple(x.shape)} and theta {tuple(theta.shape)} do not broadcast"
-            ) from err
+        shape = _batch_shape(x, theta)
         x0, x1, x2, x3 = x.unbind(-1)
         inside = (x0 >= 100) & (x0 <= 800) & (x1 >= 100) & (x1 <= 800) & (x2 >= -math.pi) & (x2 <= math.pi)
         inside = inside & torch.isfinite(x3)
@@ -534,12 +537,7 @@ class ToyModel:
             torch.Size([2, 2])
         """
         x, theta = self._as_events(x), self._as_theta(theta)
-        try:
-            shape = torch.broadcast_shapes(x.shape[:-1], theta.shape[:-1])
-        except RuntimeError as err:
-            raise ValueError(
-                f"batch shapes of x {tuple(x.shape)} and theta {tuple(theta.shape)} do not broadcast"
-            ) from err
+        shape = _batch_shape(x, theta)
         rows = theta.detach().expand(*shape, theta.shape[-1]).clone().requires_grad_(True)  # * k
         with torch.enable_grad():
             log_p = self._log_prob(x, rows)  # *
