@@ -633,7 +633,8 @@ def train(
         x, theta, weights = _validated_inputs(model, x, theta, weights)
         score = _validated_score(model, score, x.shape[0])
         mask = _reference_mask(model, theta, reference)
-        _check_split(_training_weights(weights, model.dtype), config)
+        training_weights = _training_weights(weights, model.dtype)
+        _check_split(training_weights, config)
         digests, low, high = data_digests(x, theta, weights, mask, score), theta.min(0).values, theta.max(0).values
         x_reference, weights_reference = x[mask], weights[mask]
     if score_weight:
@@ -649,8 +650,8 @@ def train(
     else:
         u = projection.forward(x, check=False)[:, list(model.order)]
         theta_scaled = model.scale_theta(theta.to(device=model.device, dtype=model.dtype)).cpu()  # as at inference
-        weights = _training_weights(weights, model.dtype)
-        events = InMemoryEvents(u, theta_scaled, weights, score, dtype=model.dtype, device=model.device, **split)
+        device = {"dtype": model.dtype, "device": model.device}
+        events = InMemoryEvents(u, theta_scaled, training_weights, score, **device, **split)
     trainer = _Trainer(model, events, config, parallel, score_weight)
     history = TrainingHistory(names=[model.observables[c].name for c in model.order])
     start_epoch = checkpoint.resume(trainer, history) if checkpoint else 0
