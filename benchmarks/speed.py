@@ -1,10 +1,10 @@
-"""Inference speed side by side: gmmpyro's two network designs, zuko's NSF and sbi's MDN.
+"""Inference speed side by side: gmmpyro's three network designs, zuko's NSF and sbi's MDN.
 
 One run, one machine, the same toy events (drawn from the exact toy at cx = 0.8, cy = -0.8)
 for every row; one Markdown table plus the machine line. Rows: gmmpyro with the paper
-network (``paper_config()``), gmmpyro with the low-rank design (``design="lowrank"``),
-zuko's conditional NSF and sbi's MDN likelihood estimator (built as in
-``toy_kl.py --peers``, :mod:`_peers`). Columns:
+network (``paper_config()``), gmmpyro with the low-rank design (``design="lowrank"``) and
+with θ in the mixture amplitudes alone (``design="amplitudes"``), zuko's conditional NSF and
+sbi's MDN likelihood estimator (built as in ``toy_kl.py --peers``, :mod:`_peers`). Columns:
 
 * ``log_prob`` + ∂θ at 400 and at ``--events-large`` events: ms per evaluation of the
   summed log-likelihood and its gradient in θ, median of ``--repeats`` after two warm-up
@@ -23,7 +23,7 @@ zuko's conditional NSF and sbi's MDN likelihood estimator (built as in
   model, kernel settings, starting points and timers, so only the density differs;
 * the speed-up against the paper network for the four numbers (> 1: faster).
 
-Models come from ``--model-paper`` / ``--model-lowrank`` (files written by
+Models come from ``--model-paper`` / ``--model-lowrank`` / ``--model-amplitudes`` (files written by
 ``DensityModel.save``); otherwise, and always for the peers, networks are freshly
 initialised and fitted for one epoch on a small toy dataset. Speed does not depend on
 training, but NUTS' ESS does (the posterior's shape sets the trajectory lengths): the output
@@ -67,7 +67,14 @@ from gmmpyro.toy import ToyModel, paper_config, paper_training_config  # noqa: E
 
 TRUTH = (0.8, -0.8)
 BOUNDS = (-1.5, 1.5)
-ROWS = {"paper": "gmmpyro paper", "lowrank": "gmmpyro lowrank", "nsf": "zuko NSF", "mdn": "sbi MDN"}
+ROWS = {
+    "paper": "gmmpyro paper",
+    "lowrank": "gmmpyro lowrank",
+    "amplitudes": "gmmpyro amplitudes",
+    "nsf": "zuko NSF",
+    "mdn": "sbi MDN",
+}
+_OWN = ("paper", "lowrank", "amplitudes")
 _PEER_PACKAGE = {"nsf": "zuko", "mdn": "sbi"}
 
 
@@ -222,7 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-paper", help="a saved DensityModel with the paper network")
     parser.add_argument("--model-lowrank", help="a saved DensityModel with the low-rank design")
-    parser.add_argument("--rank", type=int, default=16, help="rank of a fresh low-rank model")
+    parser.add_argument("--model-amplitudes", help="a saved DensityModel with the amplitudes design")
+    parser.add_argument("--rank", type=int, default=16, help="rank of a fresh low-rank or amplitudes model")
     parser.add_argument("--rows", nargs="+", choices=tuple(ROWS), default=list(ROWS), help="rows to measure")
     parser.add_argument("--skip-peers", action="store_true", help="leave out zuko NSF and sbi MDN")
     parser.add_argument("--skip-nuts", action="store_true")
@@ -263,11 +271,11 @@ def main(argv: list[str] | None = None) -> dict:
     x_train, theta_train = ToyModel().grid_dataset(args.train_per_point, seed=args.seed)
     data = (x_train.to(dtype), theta_train.to(dtype))
     densities, origin = {}, {}
-    networks = {"paper": paper_config(), "lowrank": replace(paper_config(), design="lowrank", rank=args.rank)}
-    for key, path in (("paper", args.model_paper), ("lowrank", args.model_lowrank)):
+    for key in _OWN:
         if key in rows:
+            network = replace(paper_config(), design=key, rank=args.rank) if key != "paper" else paper_config()
             densities[ROWS[key]], origin[ROWS[key]] = gmmpyro_model(
-                path, networks[key], data, device=device, dtype=dtype, seed=args.seed
+                getattr(args, f"model_{key}"), network, data, device=device, dtype=dtype, seed=args.seed
             )
     peers = [ROWS[r] for r in rows if r in _PEER_PACKAGE]
     if peers:
@@ -304,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     untrained = [n for n, r in results.items() if r["origin"].startswith("untrained")]
     if untrained and not args.skip_nuts:
         print("untrained models: timings hold, but NUTS ESS depends on the fitted density; pass trained models")
-    grid_only = [f"{n} {r['grid_s']:.3g} s" for n, r in results.items() if n in (ROWS["paper"], ROWS["lowrank"])]
+    grid_only = [f"{n} {r['grid_s']:.3g} s" for n, r in results.items() if n in [ROWS[k] for k in _OWN]]
     if grid_only:
         print(f"scan without the global fit (the grid alone, as for the peers): {', '.join(grid_only)}")
     if missing:

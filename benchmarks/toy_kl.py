@@ -31,6 +31,7 @@ from dataclasses import replace  # noqa: E402
 import torch  # noqa: E402
 
 import gmmpyro  # noqa: E402
+from gmmpyro.networks import DESIGNS  # noqa: E402
 from gmmpyro.toy import ToyModel, paper_config, paper_training_config  # noqa: E402
 
 POINTS = [(cx, cy) for cx in (-0.8, 0.0, 0.8) for cy in (-0.8, 0.0, 0.8)] + [(1.0, -1.0), (-1.5, 1.5)]
@@ -109,8 +110,8 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--stop-patience", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--design", choices=("paper", "lowrank"), default="paper", help="gmmpyro's network design")
-    parser.add_argument("--rank", type=int, default=16, help="rank of the lowrank design")
+    parser.add_argument("--design", choices=DESIGNS, default="paper", help="gmmpyro's network design")
+    parser.add_argument("--rank", type=int, default=16, help="rank of the low-rank designs")
     parser.add_argument("--peers", action="store_true", help="also train zuko NSF and sbi MDN")
     parser.add_argument("--save", help="write the trained model here")
     parser.add_argument("--json", help="write the results here as JSON")

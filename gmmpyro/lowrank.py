@@ -8,6 +8,11 @@ observable's logits). All the depth sits in the θ-independent ``A``, computed o
 by :meth:`gmmpyro.DensityModel.prepare`; one θ then costs ``(R + 1)·3N_G`` products per event
 and factor. :class:`StackedLowRank` evaluates all continuous factors of prepared events
 together, in a few batched operations instead of a few per factor.
+
+In the ``"amplitudes"`` design (:class:`AmplitudeMixtureNetwork`) the sum runs over the
+logits alone; ``A`` also gives the means and widths, which do not depend on θ. Prepared events
+then keep each Gaussian's log density (truncation included) and :class:`StackedAmplitudes`
+pays per θ only the logits' products and two log-sum-exps per event and factor.
 """
 
 from __future__ import annotations
@@ -19,24 +24,33 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .mixture import mixture_log_prob
+from .mixture import component_log_prob, mixture_log_prob
 from .networks import MixtureOutputs, NetworkConfig, mlp, uniform_init
 
-__all__ = ["LowRankCategoricalNetwork", "LowRankMixtureNetwork", "StackedLowRank"]
+__all__ = [
+    "AmplitudeMixtureNetwork",
+    "LowRankCategoricalNetwork",
+    "LowRankMixtureNetwork",
+    "StackedAmplitudes",
+    "StackedLowRank",
+]
 
 
 class _LowRankFactor(nn.Module):
-    """``o(u_<i, θ) = Σ_r b_r(θ) A_r(u_<i)`` from θ features ``b (*, R+1)`` and event features ``A (*, R+1, n_out)``."""
+    """``o(u_<i, θ) = Σ_r b_r(θ) A_r(u_<i)`` from θ features ``b (*, R+1)`` and event features ``A (*, R+1, n_out)``.
 
-    def __init__(self, n_theta: int, n_prev: int, n_out: int, config: NetworkConfig) -> None:
+    ``extra_rows`` more rows of event features (θ-independent outputs) follow the ``R + 1``.
+    """
+
+    def __init__(self, n_theta: int, n_prev: int, n_out: int, config: NetworkConfig, extra_rows: int = 0) -> None:
         super().__init__()
         rank, slope = config.rank, config.leaky_slope
         theta_width = config.A1 + config.A2 * n_theta
         self.theta_net = mlp([n_theta, theta_width, theta_width, rank], slope)
-        self.shape = (rank + 1, n_out)
+        self.shape = (rank + 1 + extra_rows, n_out)
         if n_prev > 0:
             event_width = config.B1 + config.B2 * n_prev
-            self.event_net = mlp([n_prev] + [event_width] * config.C + [(rank + 1) * n_out], slope)
+            self.event_net = mlp([n_prev] + [event_width] * config.C + [self.shape[0] * n_out], slope)
             self.event_constant = None
         else:  # the first factor has no preceding observables: its event features are learned constants
             self.event_net = None
@@ -52,7 +66,7 @@ class _LowRankFactor(nn.Module):
         return torch.cat([b, torch.ones_like(b[..., :1])], -1)
 
     def event_part(self, u_prev: torch.Tensor) -> torch.Tensor:
-        """Event features ``(*, i)`` → ``(*, R + 1, n_out)``; ``(R + 1, n_out)`` for the first factor."""
+        """Event features ``(*, i)`` → ``(*, R + 1 + extra_rows, n_out)``; without ``*`` for the first factor."""
         if self.event_net is None:
             return self.event_constant
         return self.event_net(u_prev).unflatten(-1, self.shape)
@@ -87,6 +101,32 @@ class LowRankMixtureNetwork(MixtureOutputs, _LowRankFactor):
         return self._outputs(*self.combine(theta_part, event_part).chunk(3, -1))
 
 
+class AmplitudeMixtureNetwork(MixtureOutputs, _LowRankFactor):
+    """The ``"amplitudes"`` network of one continuous factor: θ enters the logits alone.
+
+    Event features ``(*, R + 3, N_G)``: ``R + 1`` rows of logit features, then the means' and
+    the widths' pre-activations, which do not depend on θ.
+
+    Example:
+        >>> net = AmplitudeMixtureNetwork(2, 1, NetworkConfig(design="amplitudes", rank=4))
+        >>> events = net.event_part(torch.zeros(5, 1))  # once per event: N R+3 N_G
+        >>> weights, means, widths = net.mixture(net.theta_part(torch.randn(3, 1, 2)), events)  # G N N_G
+        >>> weights.shape, bool((means[0] == means[2]).all())
+        (torch.Size([3, 5, 20]), True)
+    """
+
+    def __init__(self, n_theta: int, n_prev: int, config: NetworkConfig, latent_range=(-5.0, 5.0)):
+        super().__init__(n_theta, n_prev, config.n_gauss, config, extra_rows=2)
+        self._init_outputs(config, latent_range)
+
+    def mixture(self, theta_part: torch.Tensor, event_part: torch.Tensor):
+        """``(log_weights, means, widths)``, each ``broadcast(*θ, *x) + (N_G,)``."""
+        rank1 = self.shape[0] - 2
+        logits = self.combine(theta_part, event_part[..., :rank1, :])
+        log_weights, means, widths = self._outputs(logits, event_part[..., rank1, :], event_part[..., rank1 + 1, :])
+        return log_weights, means.expand_as(log_weights), widths.expand_as(log_weights)
+
+
 class LowRankCategoricalNetwork(_LowRankFactor):
     """The ``"lowrank"`` network of one discrete factor: log-probabilities of its values.
 
@@ -105,7 +145,28 @@ class LowRankCategoricalNetwork(_LowRankFactor):
         return torch.log_softmax(self.combine(theta_part, event_part), -1)
 
 
-class StackedLowRank:
+class _StackedThetaNetworks:
+    """The ``d`` factors' θ networks as one batched MLP (weights copied, detached)."""
+
+    def __init__(self, networks: Sequence[_LowRankFactor]) -> None:
+        layers = [[m for m in net.theta_net if isinstance(m, nn.Linear)] for net in networks]
+        depth = len(layers[0])
+        self.weights = [torch.stack([net[j].weight.detach().T for net in layers]) for j in range(depth)]  # d in out
+        self.biases = [torch.stack([net[j].bias.detach() for net in layers]).unsqueeze(1) for j in range(depth)]
+        self.slope = networks[0].theta_net[1].negative_slope
+
+    def theta_features(self, theta_scaled: torch.Tensor) -> torch.Tensor:
+        """``θ (B, k)`` (network inputs) → ``b (d, B, R + 1)``, the last column 1."""
+        d = len(self.weights[0])
+        h = theta_scaled.unsqueeze(0).expand(d, *theta_scaled.shape)  # d B k
+        for j, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)  # d B width
+            if j < len(self.weights) - 1:
+                h = F.leaky_relu(h, self.slope)
+        return torch.cat([h, torch.ones_like(h[..., :1])], -1)
+
+
+class StackedLowRank(_StackedThetaNetworks):
     """All continuous factors of a ``"lowrank"`` model on fixed events, scored together at any θ.
 
     Equal to scoring the factors one by one (``LowRankMixtureNetwork.mixture`` and
@@ -130,16 +191,12 @@ class StackedLowRank:
         truncated: Sequence[bool],
         latent_range: tuple[float, float],
     ) -> None:
+        super().__init__(networks)
         n, d = u.shape
         first = networks[0]
-        self.rank1, n_out = first.shape
-        layers = [[m for m in net.theta_net if isinstance(m, nn.Linear)] for net in networks]
-        depth = len(layers[0])
-        self.weights = [torch.stack([net[j].weight.detach().T for net in layers]) for j in range(depth)]  # d in out
-        self.biases = [torch.stack([net[j].bias.detach() for net in layers]).unsqueeze(1) for j in range(depth)]
-        self.slope = first.theta_net[1].negative_slope
+        rank1, n_out = first.shape
         events = [e.detach().expand(n, *first.shape) for e in event_parts]  # d x (N R+1 O)
-        self.events = torch.stack([e.transpose(0, 1).reshape(self.rank1, n * n_out) for e in events])  # d R+1 N·O
+        self.events = torch.stack([e.transpose(0, 1).reshape(rank1, n * n_out) for e in events])  # d R+1 N·O
         self.u = u.detach().T.unsqueeze(1)  # d 1 N
         self.n_events, self.n_out = n, n_out
         self.outputs = first._outputs  # the same constants in every factor: N_G, scales, latent range
@@ -148,13 +205,71 @@ class StackedLowRank:
 
     def log_prob(self, theta_scaled: torch.Tensor) -> torch.Tensor:
         """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``."""
-        d = len(self.weights[0])
-        h = theta_scaled.unsqueeze(0).expand(d, *theta_scaled.shape)  # d B k
-        for j, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.baddbmm(b, h, w)  # d B width
-            if j < len(self.weights) - 1:
-                h = F.leaky_relu(h, self.slope)
-        h = torch.cat([h, torch.ones_like(h[..., :1])], -1)  # d B R+1
-        out = torch.bmm(h, self.events).view(d, -1, self.n_events, self.n_out)  # d B N 3N_G
+        h = self.theta_features(theta_scaled)  # d B R+1
+        out = torch.bmm(h, self.events).view(len(h), -1, self.n_events, self.n_out)  # d B N 3N_G
         mixture = self.outputs(*out.chunk(3, -1))  # 3 x (d B N N_G)
         return mixture_log_prob(self.u, *mixture, self.bounds, self.truncated).sum(0)  # B N
+
+
+class StackedAmplitudes(_StackedThetaNetworks):
+    """All continuous factors of an ``"amplitudes"`` model on fixed events, scored together at any θ.
+
+    The Gaussians' densities ``N(u; μ_g, σ_g) / Z_g`` of every event and factor are computed on
+    construction, relative to each event's largest, ``c_g ∈ [0, 1]``; one θ then costs a batched
+    product for the logits ``l`` and ``log(Σ_g e^{l_g} c_g / Σ_g e^{l_g})`` per event and factor,
+    with a single ``exp`` per element. Where the sum underflows (logits tens of nats apart), the
+    log-sum-exp of the log densities takes over. Equal to scoring the factors one by one
+    (``AmplitudeMixtureNetwork.mixture`` and ``gmmpyro.mixture.mixture_log_prob``).
+    Build it again after further training.
+
+    Arguments:
+        networks: the ``d`` factor networks, in autoregressive order.
+        event_parts: their event parts on the ``N`` events, ``(N, R+3, N_G)`` or ``(R+3, N_G)``.
+        u: latent values of the events in autoregressive order, shape ``(N, d)``.
+        truncated: per factor, whether its Gaussians are truncated to ``latent_range``.
+        latent_range: ``(u_min, u_max)``.
+    """
+
+    def __init__(
+        self,
+        networks: Sequence[AmplitudeMixtureNetwork],
+        event_parts: Sequence[torch.Tensor],
+        u: torch.Tensor,
+        truncated: Sequence[bool],
+        latent_range: tuple[float, float],
+    ) -> None:
+        super().__init__(networks)
+        n = u.shape[0]
+        first = networks[0]
+        rows, n_gauss = first.shape
+        rank1 = rows - 2
+        events = [e.detach().expand(n, rows, n_gauss) for e in event_parts]  # d x (N R+3 N_G)
+        self.logit_features = torch.stack([e[:, :rank1].transpose(0, 1).reshape(rank1, n * n_gauss) for e in events])
+        components = []
+        for net, e, u_i, cut in zip(networks, events, u.detach().T, truncated, strict=True):
+            _, means, widths = net._outputs(torch.zeros_like(e[:, 0]), e[:, rank1], e[:, rank1 + 1])
+            components.append(component_log_prob(u_i, means, widths, latent_range if cut else None))  # N N_G
+        self.log_components = torch.stack(components).unsqueeze(1)  # d 1 N N_G
+        largest = self.log_components.amax(-1, keepdim=True)
+        self.log_scale = torch.where(torch.isfinite(largest), largest, torch.zeros_like(largest))  # d 1 N 1
+        self.components = torch.exp(self.log_components - self.log_scale)  # d 1 N N_G, the largest 1
+        self.log_scale = self.log_scale.squeeze(-1)
+        # below this the sum has lost precision (it is a sum of normal numbers, one of them >= e^{l_max - l_g})
+        self.smallest = torch.finfo(u.dtype).tiny / torch.finfo(u.dtype).eps
+        self.logit_scale = first.scales[0]
+        self.n_events, self.n_gauss = n, n_gauss
+
+    def log_prob(self, theta_scaled: torch.Tensor) -> torch.Tensor:
+        """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``."""
+        h = self.theta_features(theta_scaled)  # d B R+1
+        logits = self.logit_scale * torch.bmm(h, self.logit_features)  # d B N·N_G
+        logits = logits.view(len(h), -1, self.n_events, self.n_gauss)
+        logits = logits - logits.detach().amax(-1, keepdim=True)  # the largest weight 1: no overflow
+        weights = logits.exp()
+        numerator = (weights * self.components).sum(-1)  # d B N
+        out = torch.log(numerator / weights.sum(-1)) + self.log_scale
+        lost = numerator < self.smallest
+        if out.device.type != "cpu" or bool(lost.any()):  # on the CPU, only when needed: a rare case
+            exact = torch.logsumexp(logits + self.log_components, -1) - torch.logsumexp(logits, -1)
+            out = torch.where(lost, exact, out)
+        return out.sum(0)  # B N

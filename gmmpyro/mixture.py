@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ["log_normal_mass", "mixture_log_prob", "sample_mixture"]
+__all__ = ["component_log_prob", "log_normal_mass", "mixture_log_prob", "sample_mixture"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -80,12 +80,48 @@ def mixture_log_prob(
         >>> round(float(lp), 4)
         -0.9189
     """
+    return _logsumexp(log_weights + component_log_prob(u, means, widths, bounds, truncated))
+
+
+_NEGLIGIBLE = -80.0  # e^-80 < 2e-35: far below the precision of any sum of terms up to 1
+
+
+def _logsumexp(values: torch.Tensor) -> torch.Tensor:
+    """``torch.logsumexp(values, -1)``, with terms below ``e^-80`` of the largest set to ``e^-80``.
+
+    The same value (gradients to rounding), but several times faster
+    on the CPU: ``exp`` of arguments below about -87 (far components of a mixture, most of
+    them) leaves the vectorised path.
+    """
+    largest = values.detach().amax(-1, keepdim=True)
+    finite = torch.isfinite(largest)
+    shift = torch.where(finite, largest, torch.zeros_like(largest))
+    total = torch.exp((values - shift).clamp_min(_NEGLIGIBLE)).sum(-1, keepdim=True)
+    return torch.where(finite, shift + torch.log(total), largest).squeeze(-1)
+
+
+def component_log_prob(
+    u: torch.Tensor,
+    means: torch.Tensor,
+    widths: torch.Tensor,
+    bounds: tuple[float, float] | None = None,
+    truncated: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``log N(u; μ_g, σ_g) / Z_g`` of each component: :func:`mixture_log_prob` before the weights.
+
+    Arguments as :func:`mixture_log_prob`; returns ``broadcast(*, N_G)``.
+
+    Example:
+        >>> lp = component_log_prob(torch.zeros(1), torch.zeros(1, 2), torch.ones(1, 2), (-1.0, 1.0))
+        >>> [round(v, 4) for v in lp[0].tolist()]  # log(φ(0) / 0.6827)
+        [-0.5372, -0.5372]
+    """
     u = u[..., None]
     z = (u - means) / widths
     log_component = -0.5 * z * z - torch.log(widths) - _LOG_SQRT_2PI
     if bounds is not None:
         log_component = _truncate(log_component, u, means, widths, bounds, truncated)
-    return torch.logsumexp(log_weights + log_component, -1)
+    return log_component
 
 
 def _truncate(log_component, u, means, widths, bounds, truncated) -> torch.Tensor:

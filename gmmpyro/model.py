@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .exceptions import OutOfRangeWarning, range_warnings_enabled, warn
-from .lowrank import LowRankCategoricalNetwork, LowRankMixtureNetwork
+from .lowrank import AmplitudeMixtureNetwork, LowRankCategoricalNetwork, LowRankMixtureNetwork
 from .mixture import mixture_log_prob, sample_mixture
 from .networks import CategoricalNetwork, GaussianMixtureNetwork, NetworkConfig
 from .observables import Observable, as_events, real_tensor
@@ -568,12 +568,11 @@ def _factor_network(
         latent_range: ``(u_min, u_max)`` of continuous observables.
 
     """
-    lowrank = config.design == "lowrank"
     if n_categories is not None:
-        kind = LowRankCategoricalNetwork if lowrank else CategoricalNetwork
+        kind = CategoricalNetwork if config.design == "paper" else LowRankCategoricalNetwork
         return kind(n_theta, position, n_categories, config)
-    kind = LowRankMixtureNetwork if lowrank else GaussianMixtureNetwork
-    return kind(n_theta, position, config, latent_range)
+    kind = {"paper": GaussianMixtureNetwork, "lowrank": LowRankMixtureNetwork, "amplitudes": AmplitudeMixtureNetwork}
+    return kind[config.design](n_theta, position, config, latent_range)
 
 
 def _inverse_permutation(order: Sequence[int]) -> list[int]:

@@ -1,4 +1,4 @@
-r"""The per-observable conditional networks of the autoregressive density, in two designs.
+r"""The per-observable conditional networks of the autoregressive density, in three designs.
 
 Each factor ``p_i(u_i | u_<i, θ)`` has its own network, split into a θ part (computed once
 per parameter point), an event part (computed once per event) and a combination of the
@@ -16,6 +16,11 @@ the cost of the combination is what it pays.
   with ``A`` an MLP of ``u_<i`` (a learned constant for the first factor) and ``b`` a small
   MLP of ``θ``. All the depth sits in the θ-independent ``A``; per (event, θ) pair only the
   ``(R + 1)·3N_G`` products of the sum remain.
+* ``design="amplitudes"``: as ``"lowrank"``, but θ enters the mixture's amplitudes (logits)
+  alone; the means and widths of the Gaussians depend on ``u_<i`` only. Each event's
+  Gaussian densities, truncation included, are then computed once, and one θ costs the
+  ``(R + 1)·N_G`` products of the logits and a log-sum-exp per event and factor: the
+  θ-dependence is a reweighting of event-dependent components.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["CategoricalNetwork", "GaussianMixtureNetwork", "NetworkConfig"]
+__all__ = ["DESIGNS", "CategoricalNetwork", "GaussianMixtureNetwork", "NetworkConfig"]
+
+DESIGNS = ("paper", "lowrank", "amplitudes")
 
 
 @dataclass(frozen=True)
@@ -38,11 +45,11 @@ class NetworkConfig:
 
     Arguments:
         n_gauss: number of Gaussian components ``N_G`` per observable.
-        A1, A2: θ-branch width ``N1 = A1 + A2·N_θ`` (``"lowrank"``: width of the θ network's
+        A1, A2: θ-branch width ``N1 = A1 + A2·N_θ`` (low-rank designs: width of the θ network's
             two hidden layers).
-        B1, B2: ``u_<i``-branch width ``N2 = B1 + B2·N_u`` (``"lowrank"``: width of the event
+        B1, B2: ``u_<i``-branch width ``N2 = B1 + B2·N_u`` (low-rank designs: width of the event
             network's hidden layers).
-        C: number of trunk layers of width ``N1 + N2`` (``"lowrank"``: hidden layers of the
+        C: number of trunk layers of width ``N1 + N2`` (low-rank designs: hidden layers of the
             event network).
         D: each head's hidden width is ``D·N_G`` (``"paper"`` only).
         s_f, s_mu, s_sigma: scale of the amplitude, mean and width heads.
@@ -54,9 +61,10 @@ class NetworkConfig:
             the density is normalised on the physical domain.
         categorical_widths: hidden widths of the categorical network of discrete observables
             (``"paper"`` only).
-        design: ``"paper"``, the network of the paper, or ``"lowrank"``, whose cost per
-            (event, θ) pair is a rank-``R`` product (see the module docstring).
-        rank: ``R`` of the ``"lowrank"`` design.
+        design: ``"paper"``, the network of the paper; ``"lowrank"``, whose cost per
+            (event, θ) pair is a rank-``R`` product; or ``"amplitudes"``, the same with θ in
+            the mixture amplitudes alone (see the module docstring).
+        rank: ``R`` of the ``"lowrank"`` and ``"amplitudes"`` designs.
 
     Example:
         >>> NetworkConfig(n_gauss=30).n_gauss
@@ -81,7 +89,7 @@ class NetworkConfig:
     init_scale: float = 10.0 / 3.0
     truncate: bool = True
     categorical_widths: tuple[int, ...] = (300, 200)
-    design: Literal["paper", "lowrank"] = "paper"
+    design: Literal["paper", "lowrank", "amplitudes"] = "paper"
     rank: int = 16
 
     def __post_init__(self) -> None:
@@ -94,8 +102,8 @@ class NetworkConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"NetworkConfig.{name} must be an integer, got {value!r}")
-        if self.design not in ("paper", "lowrank"):
-            raise ValueError(f"NetworkConfig.design must be 'paper' or 'lowrank', got {self.design!r}")
+        if self.design not in DESIGNS:
+            raise ValueError(f"NetworkConfig.design must be one of {DESIGNS}, got {self.design!r}")
         for name in ("n_gauss", "A1", "C", "D", "rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"NetworkConfig.{name} must be >= 1, got {getattr(self, name)}")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .lowrank import StackedLowRank
+from .lowrank import StackedAmplitudes, StackedLowRank
 
 if TYPE_CHECKING:
     from .model import DensityModel
@@ -66,9 +66,10 @@ class PreparedModelEvents:
             features = model.event_features(self._u)
         self.all_inside = bool(self.inside.all())
         self._stacked = None
-        if model.config.design == "lowrank" and not any(o.discrete for o in model.observables):
+        stacked = {"lowrank": StackedLowRank, "amplitudes": StackedAmplitudes}.get(model.config.design)
+        if stacked is not None and not any(o.discrete for o in model.observables):
             truncated = [model.observables[c].bounded and model.config.truncate for c in model.order]
-            self._stacked = StackedLowRank(model.networks, features, self._u, truncated, model.latent_range)
+            self._stacked = stacked(model.networks, features, self._u, truncated, model.latent_range)
         else:
             self._event_features = [
                 net.event_layout(f.detach()) if f is not None else None

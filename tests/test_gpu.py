@@ -18,7 +18,7 @@ from gmmpyro.toy import ToyModel
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture(scope="module", params=["paper", "lowrank"])
+@pytest.fixture(scope="module", params=["paper", "lowrank", "amplitudes"])
 def cpu_model(request):
     if request.param == "paper":
         return trained_toy_model()
@@ -26,7 +26,7 @@ def cpu_model(request):
     x, theta = toy.grid_dataset(200, seed=0)
     torch.manual_seed(0)
     model = DensityModel(
-        toy.observables, toy.params, config=replace(SMALL_NETWORK, design="lowrank", rank=4), dtype=torch.float64
+        toy.observables, toy.params, config=replace(SMALL_NETWORK, design=request.param, rank=4), dtype=torch.float64
     )
     model.fit(x, theta, config=TrainingConfig(max_epochs=2), progress=False)
     return model

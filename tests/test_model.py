@@ -16,7 +16,11 @@ from gmmpyro.training import split_indices
 SMALL = NetworkConfig(
     n_gauss=6, A1=16, B1=16, B2=4, C=1, D=2, s_f=0.1, s_mu=0.1, s_sigma=0.1, categorical_widths=(32, 16)
 )
-DESIGNS = {"paper": SMALL, "lowrank": replace(SMALL, design="lowrank", rank=4)}
+DESIGNS = {
+    "paper": SMALL,
+    "lowrank": replace(SMALL, design="lowrank", rank=4),
+    "amplitudes": replace(SMALL, design="amplitudes", rank=4),
+}
 QUICK = TrainingConfig(batch_size=256, learning_rate=3e-3, max_epochs=4)
 GRID = [[-1.0, -1.0], [-1.0, 1.0], [0.0, 0.0], [1.0, -1.0], [1.0, 1.0]]
 
@@ -316,6 +320,46 @@ def test_checkpoint_resume_and_interrupt(tmp_path):
         torch.testing.assert_close(a, b)
     with pytest.raises(gmmpyro.TrainingError, match=r"belongs to other data or settings \(the training events x"):
         fresh().fit(x[:-10], theta[:-10], config=config, progress=False, checkpoint_dir=tmp_path)
+
+
+def test_logsumexp_matches_torch_across_hundreds_of_nats():
+    """The mixture's log-sum-exp (far terms floored at e^-80 of the largest) against torch's, float64."""
+    from gmmpyro.mixture import _logsumexp
+
+    torch.manual_seed(0)
+    values = (200 * torch.randn(64, 20, dtype=torch.float64)).requires_grad_()
+    torch.testing.assert_close(_logsumexp(values), torch.logsumexp(values, -1), rtol=0, atol=1e-13)
+    ours, theirs = (
+        torch.autograd.grad(f(values).sum(), values, create_graph=True)[0]
+        for f in (_logsumexp, lambda v: torch.logsumexp(v, -1))
+    )
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-13)
+    probe = torch.arange(20.0, dtype=torch.float64)
+    second = [torch.autograd.grad((g * probe).sum(), values)[0] for g in (ours, theirs)]  # Hessian-vector products
+    torch.testing.assert_close(*second, rtol=0, atol=1e-12)
+    special = torch.tensor([[-math.inf, -math.inf], [math.inf, 0.0], [-math.inf, 3.0]], dtype=torch.float64)
+    torch.testing.assert_close(_logsumexp(special), torch.logsumexp(special, -1))
+
+
+def test_amplitudes_fast_path_falls_back_where_its_sum_underflows():
+    """All weight on one component: events far from it underflow the one-exp sum; the exact log-sum-exp takes over."""
+    toy, x, theta = toy_data(100)
+    torch.manual_seed(0)
+    model = DensityModel(toy.observables, ["cx", "cy"], config=DESIGNS["amplitudes"])  # float32: e^-71 underflows
+    model.fit(x, theta, config=replace(QUICK, max_epochs=1), progress=False)
+    rank, n_gauss = model.config.rank, model.config.n_gauss
+    last = model.networks[1].event_net[-1]
+    with torch.no_grad():  # the second factor's logits: 500 nats on its first component, 0 on the others
+        last.weight.view(rank + 3, n_gauss, -1)[: rank + 1] = 0.0
+        last.bias.view(rank + 3, n_gauss)[: rank + 1] = 0.0
+        last.bias.view(rank + 3, n_gauss)[rank, 0] = 500.0 / model.config.s_f
+    grid = torch.tensor([[0.2, -0.3], [-0.9, 0.6]])
+    prepared = model.prepare(x[:200]).log_prob(grid)
+    with torch.no_grad():
+        direct = model.log_prob(x[:200], grid[:, None])
+    assert (direct < -100).any()  # events deep in the tail of the one component
+    assert torch.isfinite(prepared).all()
+    torch.testing.assert_close(prepared, direct, rtol=1e-5, atol=1e-3)
 
 
 def test_log_normal_mass_tails():

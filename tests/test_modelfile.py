@@ -110,7 +110,8 @@ def test_an_interrupted_save_leaves_the_previous_file_intact(tmp_path, monkeypat
     assert [p.name for p in tmp_path.iterdir()] == ["m.gmm"]
 
 
-def test_lowrank_design_round_trips(tmp_path):
+@pytest.mark.parametrize("design", ["lowrank", "amplitudes"])
+def test_low_rank_designs_round_trip(tmp_path, design):
     from dataclasses import replace
 
     from helpers import SMALL_NETWORK
@@ -121,11 +122,11 @@ def test_lowrank_design_round_trips(tmp_path):
     toy = ToyModel()
     x, theta = toy.grid_dataset(100, grid=[[-1.0, -1.0], [0.0, 0.0], [1.0, 1.0]], seed=0)
     torch.manual_seed(0)
-    model = DensityModel(toy.observables, toy.params, config=replace(SMALL_NETWORK, design="lowrank", rank=3))
+    model = DensityModel(toy.observables, toy.params, config=replace(SMALL_NETWORK, design=design, rank=3))
     model.fit(x, theta, config=TrainingConfig(max_epochs=1), progress=False)
     model.save(tmp_path / "lowrank.gmm")
     loaded = DensityModel.load(tmp_path / "lowrank.gmm")
-    assert loaded.config == model.config and loaded.config.design == "lowrank"
+    assert loaded.config == model.config and loaded.config.design == design
     grid = torch.tensor([[0.2, -0.3], [0.9, 0.1]]).unsqueeze(-2)  # G 1 k
     with torch.no_grad():
         torch.testing.assert_close(loaded.prepare(x[:50]).log_prob(grid.squeeze(-2)), model.log_prob(x[:50], grid))
