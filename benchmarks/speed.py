@@ -14,7 +14,7 @@ sbi's MDN likelihood estimator (built as in ``toy_kl.py --peers``, :mod:`_peers`
 * a 61 × 61 scan of ``(cx, cy)`` over ``[-1.5, 1.5]²`` at 400 events, without gradients,
   in seconds: ``gmmpyro.profile.scan`` for gmmpyro (its global fit included; the grid alone,
   scored like the peers', is printed below the table); for the peers the same grid scored
-  by :class:`gmmpyro.inference.Likelihood` in chunks of ``2**17 // N`` points;
+  by :class:`gmmpyro.inference.Likelihood` in the default chunks of :class:`~gmmpyro.inference.Likelihood`;
 * NUTS, ``--nuts-chains`` × (``--nuts-warmup`` + ``--nuts-draws``) at 400 events, priors
   Uniform(-1.5, 1.5): the smallest bulk ESS per second of wall time over the parameters,
   and the share of sampling time spent in ``log_prob`` (forward and backward), measured as

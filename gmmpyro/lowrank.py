@@ -216,11 +216,12 @@ class StackedAmplitudes(_StackedThetaNetworks):
 
     The Gaussians' densities ``N(u; μ_g, σ_g) / Z_g`` of every event and factor are computed on
     construction, relative to each event's largest, ``c_g ∈ [0, 1]``; one θ then costs a batched
-    product for the logits ``l`` and ``log(Σ_g e^{l_g} c_g / Σ_g e^{l_g})`` per event and factor,
-    with a single ``exp`` per element. Where the sum underflows (logits tens of nats apart), the
-    log-sum-exp of the log densities takes over. Equal to scoring the factors one by one
-    (``AmplitudeMixtureNetwork.mixture`` and ``gmmpyro.mixture.mixture_log_prob``).
-    Build it again after further training.
+    product for the logits ``l`` and ``log(Σ_g e^{l_g} c_g / Σ_g e^{l_g})`` per event and factor:
+    one ``exp`` and two sums per element, laid out with the events innermost so that the sums
+    over components run across contiguous memory. Where these sums lose precision (logits above
+    80 or tens of nats below the components they weigh), the log-sum-exp of the log densities
+    takes over. Equal to scoring the factors one by one (``AmplitudeMixtureNetwork.mixture`` and
+    ``gmmpyro.mixture.mixture_log_prob``). Build it again after further training.
 
     Arguments:
         networks: the ``d`` factor networks, in autoregressive order.
@@ -229,6 +230,8 @@ class StackedAmplitudes(_StackedThetaNetworks):
         truncated: per factor, whether its Gaussians are truncated to ``latent_range``.
         latent_range: ``(u_min, u_max)``.
     """
+
+    _LARGEST_LOGIT = 80.0  # e^80 · N_G stays finite in float32
 
     def __init__(
         self,
@@ -244,32 +247,32 @@ class StackedAmplitudes(_StackedThetaNetworks):
         rows, n_gauss = first.shape
         rank1 = rows - 2
         events = [e.detach().expand(n, rows, n_gauss) for e in event_parts]  # d x (N R+3 N_G)
-        self.logit_features = torch.stack([e[:, :rank1].transpose(0, 1).reshape(rank1, n * n_gauss) for e in events])
+        scale = first.scales[0]
+        self.logit_features = torch.stack(
+            [scale * e[:, :rank1].permute(1, 2, 0).reshape(rank1, n_gauss * n) for e in events]
+        )  # d R+1 N_G·N
         components = []
         for net, e, u_i, cut in zip(networks, events, u.detach().T, truncated, strict=True):
             _, means, widths = net._outputs(torch.zeros_like(e[:, 0]), e[:, rank1], e[:, rank1 + 1])
-            components.append(component_log_prob(u_i, means, widths, latent_range if cut else None))  # N N_G
-        self.log_components = torch.stack(components).unsqueeze(1)  # d 1 N N_G
-        largest = self.log_components.amax(-1, keepdim=True)
-        self.log_scale = torch.where(torch.isfinite(largest), largest, torch.zeros_like(largest))  # d 1 N 1
-        self.components = torch.exp(self.log_components - self.log_scale)  # d 1 N N_G, the largest 1
-        self.log_scale = self.log_scale.squeeze(-1)
-        # below this the sum has lost precision (it is a sum of normal numbers, one of them >= e^{l_max - l_g})
+            components.append(component_log_prob(u_i, means, widths, latent_range if cut else None).T)  # N_G N
+        self.log_components = torch.stack(components).unsqueeze(1)  # d 1 N_G N
+        largest = self.log_components.amax(2)
+        self.log_scale = torch.where(torch.isfinite(largest), largest, torch.zeros_like(largest))  # d 1 N
+        self.components = torch.exp(self.log_components - self.log_scale.unsqueeze(2))  # d 1 N_G N, largest 1
+        # below this a sum of terms up to 1 has lost precision: the exact path takes over
         self.smallest = torch.finfo(u.dtype).tiny / torch.finfo(u.dtype).eps
-        self.logit_scale = first.scales[0]
         self.n_events, self.n_gauss = n, n_gauss
 
     def log_prob(self, theta_scaled: torch.Tensor) -> torch.Tensor:
         """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``."""
         h = self.theta_features(theta_scaled)  # d B R+1
-        logits = self.logit_scale * torch.bmm(h, self.logit_features)  # d B N·N_G
-        logits = logits.view(len(h), -1, self.n_events, self.n_gauss)
-        logits = logits - logits.detach().amax(-1, keepdim=True)  # the largest weight 1: no overflow
-        weights = logits.exp()
-        numerator = (weights * self.components).sum(-1)  # d B N
-        out = torch.log(numerator / weights.sum(-1)) + self.log_scale
-        lost = numerator < self.smallest
+        logits = torch.bmm(h, self.logit_features).view(len(h), -1, self.n_gauss, self.n_events)  # d B N_G N
+        weights = logits.clamp_max(self._LARGEST_LOGIT).exp()
+        numerator, denominator = (weights * self.components).sum(2), weights.sum(2)  # d B N
+        lost = (numerator < self.smallest) | (denominator >= math.exp(self._LARGEST_LOGIT))
+        ones = torch.ones_like(numerator)  # in place of lost sums: their gradient would be 0 · inf
+        out = torch.log(torch.where(lost, ones, numerator) / torch.where(lost, ones, denominator)) + self.log_scale
         if out.device.type != "cpu" or bool(lost.any()):  # on the CPU, only when needed: a rare case
-            exact = torch.logsumexp(logits + self.log_components, -1) - torch.logsumexp(logits, -1)
+            exact = torch.logsumexp(logits + self.log_components, 2) - torch.logsumexp(logits, 2)
             out = torch.where(lost, exact, out)
         return out.sum(0)  # B N
