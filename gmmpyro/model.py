@@ -199,7 +199,8 @@ class DensityModel(nn.Module):
 
         The warning is skipped inside :func:`gmmpyro.exceptions.results_checked_by_caller`.
         """
-        theta = self._as_tensor(theta, "theta")
+        dtype = self.dtype
+        theta = real_tensor(theta, dtype=dtype, device=self.device, what="theta")
         k = len(self.params)
         if theta.dim() == 0 or theta.shape[-1] != k:
             raise ValueError(
@@ -209,7 +210,7 @@ class DensityModel(nn.Module):
             raise ValueError("theta contains NaN or inf")
         if self.projection is not None and range_warnings_enabled():
             detached = theta.detach()
-            low, high = self.theta_low.to(self.dtype), self.theta_high.to(self.dtype)
+            low, high = self.theta_low.to(dtype), self.theta_high.to(dtype)
             outside = ((detached < low) | (detached > high)).reshape(-1, k).any(0)
             if outside.any():
                 names = [p for p, o in zip(self.params, outside.tolist(), strict=True) if o]
@@ -221,7 +222,8 @@ class DensityModel(nn.Module):
 
     def scale_theta(self, theta: torch.Tensor) -> torch.Tensor:
         """``θ (*, k)`` mapped linearly from the training range onto the networks' input range ``[-2, 2]``."""
-        low, high = self.theta_low.to(self.dtype), self.theta_high.to(self.dtype)
+        dtype = self.dtype
+        low, high = self.theta_low.to(dtype), self.theta_high.to(dtype)
         return 4.0 * (theta - low) / (high - low) - 2.0
 
     def _scale_latent(self, u_ordered: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,8 @@ class PreparedModelEvents:
             theta_features = [f.unsqueeze(-2) for f in model.theta_features(model.scale_theta(theta))]  # b 1 W
             latent = model.factor_log_probs(self._u, theta_features, self._event_features).sum(-1)  # b N
         total = latent + self._log_det
+        if self.all_inside:
+            return total
         return torch.where(self.inside, total, torch.full_like(total, -float("inf")))
 
     def __repr__(self) -> str:
