@@ -214,18 +214,21 @@ class StackedLowRank(_StackedThetaNetworks):
 class StackedAmplitudes(_StackedThetaNetworks):
     """All continuous factors of an ``"amplitudes"`` model on fixed events, scored together at any θ.
 
-    The Gaussians' densities ``N(u; μ_g, σ_g) / Z_g`` of every event and factor are computed on
-    construction, relative to each event's largest, ``c_g ∈ [0, 1]``; one θ then costs a batched
-    product for the logits ``l`` and ``log(Σ_g e^{l_g} c_g / Σ_g e^{l_g})`` per event and factor:
-    one ``exp`` and two sums per element, laid out with the events innermost so that the sums
-    over components run across contiguous memory. Where these sums lose precision (logits above
-    80 or tens of nats below the components they weigh), the log-sum-exp of the log densities
-    takes over. Equal to scoring the factors one by one (``AmplitudeMixtureNetwork.mixture`` and
+    The first factor has no preceding observables: its mixture depends on θ alone, computed
+    once per θ and evaluated at the events. For the others, the Gaussians' densities
+    ``N(u; μ_g, σ_g) / Z_g`` of every event are computed on construction, relative to each
+    event's largest, ``c_g ∈ [0, 1]``; one θ then costs a batched product for the logits ``l``
+    and ``log(Σ_g e^{l_g} c_g / Σ_g e^{l_g})`` per event and factor: one ``exp`` and two sums
+    per element, laid out with the events innermost so that the sums over components run
+    across contiguous memory. Where these sums lose precision (logits above 80 or tens of
+    nats below the components they weigh), the log-sum-exp of the log densities takes over.
+    Equal to scoring the factors one by one (``mixture`` of each network and
     ``gmmpyro.mixture.mixture_log_prob``). Build it again after further training.
 
     Arguments:
-        networks: the ``d`` factor networks, in autoregressive order.
-        event_parts: their event parts on the ``N`` events, ``(N, R+3, N_G)`` or ``(R+3, N_G)``.
+        networks: the ``d`` factor networks, in autoregressive order: a
+            :class:`LowRankMixtureNetwork`, then :class:`AmplitudeMixtureNetwork` s.
+        event_parts: their event parts: ``(R+1, 3N_G)``, then ``(N, R+3, N_G)`` each.
         u: latent values of the events in autoregressive order, shape ``(N, d)``.
         truncated: per factor, whether its Gaussians are truncated to ``latent_range``.
         latent_range: ``(u_min, u_max)``.
@@ -235,7 +238,7 @@ class StackedAmplitudes(_StackedThetaNetworks):
 
     def __init__(
         self,
-        networks: Sequence[AmplitudeMixtureNetwork],
+        networks: Sequence[_LowRankFactor],
         event_parts: Sequence[torch.Tensor],
         u: torch.Tensor,
         truncated: Sequence[bool],
@@ -244,35 +247,47 @@ class StackedAmplitudes(_StackedThetaNetworks):
         super().__init__(networks)
         n = u.shape[0]
         first = networks[0]
-        rows, n_gauss = first.shape
-        rank1 = rows - 2
-        events = [e.detach().expand(n, rows, n_gauss) for e in event_parts]  # d x (N R+3 N_G)
-        scale = first.scales[0]
-        self.logit_features = torch.stack(
-            [scale * e[:, :rank1].permute(1, 2, 0).reshape(rank1, n_gauss * n) for e in events]
-        )  # d R+1 N_G·N
+        self.first_features = event_parts[0].detach()  # R+1 3N_G
+        self.first_outputs = first._outputs
+        self.u_first = u[:, 0].detach()  # N
+        self.first_bounds = latent_range if truncated[0] else None
+        self.n_events, self.n_gauss = n, first.shape[1] // 3
+        # below this a sum of terms up to 1 has lost precision: the exact path takes over
+        self.smallest = torch.finfo(u.dtype).tiny / torch.finfo(u.dtype).eps
+        if len(networks) > 1:
+            self._cache_components(networks[1:], event_parts[1:], u[:, 1:], truncated[1:], latent_range)
+
+    def _cache_components(self, networks, event_parts, u, truncated, latent_range) -> None:
+        """Logit features ``(d-1, R+1, N_G·N)`` and component densities ``(d-1, 1, N_G, N)`` of the later factors."""
+        n, n_gauss = self.n_events, self.n_gauss
+        rank1 = networks[0].shape[0] - 2
+        events = [e.detach() for e in event_parts]  # d-1 x (N R+3 N_G)
+        scale = networks[0].scales[0]
+        features = [scale * e[:, :rank1].permute(1, 2, 0).reshape(rank1, n_gauss * n) for e in events]
+        self.logit_features = torch.stack(features)  # d-1 R+1 N_G·N
         components = []
         for net, e, u_i, cut in zip(networks, events, u.detach().T, truncated, strict=True):
             _, means, widths = net._outputs(torch.zeros_like(e[:, 0]), e[:, rank1], e[:, rank1 + 1])
             components.append(component_log_prob(u_i, means, widths, latent_range if cut else None).T)  # N_G N
-        self.log_components = torch.stack(components).unsqueeze(1)  # d 1 N_G N
-        largest = self.log_components.amax(2)
-        self.log_scale = torch.where(torch.isfinite(largest), largest, torch.zeros_like(largest))  # d 1 N
-        self.components = torch.exp(self.log_components - self.log_scale.unsqueeze(2))  # d 1 N_G N, largest 1
-        # below this a sum of terms up to 1 has lost precision: the exact path takes over
-        self.smallest = torch.finfo(u.dtype).tiny / torch.finfo(u.dtype).eps
-        self.n_events, self.n_gauss = n, n_gauss
+        self.log_components = torch.stack(components).unsqueeze(1)  # d-1 1 N_G N
+        largest = self.log_components.amax(2)  # d-1 1 N
+        self.log_scale = torch.where(torch.isfinite(largest), largest, torch.zeros_like(largest))
+        self.components = torch.exp(self.log_components - self.log_scale.unsqueeze(2))  # largest 1
 
     def log_prob(self, theta_scaled: torch.Tensor) -> torch.Tensor:
         """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``."""
         h = self.theta_features(theta_scaled)  # d B R+1
-        logits = torch.bmm(h, self.logit_features).view(len(h), -1, self.n_gauss, self.n_events)  # d B N_G N
-        weights = logits.clamp_max(self._LARGEST_LOGIT).exp()
-        numerator, denominator = (weights * self.components).sum(2), weights.sum(2)  # d B N
+        mixture = self.first_outputs(*(h[0] @ self.first_features).unsqueeze(1).chunk(3, -1))  # 3 x (B 1 N_G)
+        first = mixture_log_prob(self.u_first, *mixture, self.first_bounds)  # B N
+        if len(h) == 1:
+            return first
+        logits = torch.bmm(h[1:], self.logit_features).view(len(h) - 1, -1, self.n_gauss, self.n_events)
+        weights = logits.clamp_max(self._LARGEST_LOGIT).exp()  # d-1 B N_G N
+        numerator, denominator = (weights * self.components).sum(2), weights.sum(2)  # d-1 B N
         lost = (numerator < self.smallest) | (denominator >= math.exp(self._LARGEST_LOGIT))
         ones = torch.ones_like(numerator)  # in place of lost sums: their gradient would be 0 · inf
         out = torch.log(torch.where(lost, ones, numerator) / torch.where(lost, ones, denominator)) + self.log_scale
         if out.device.type != "cpu" or bool(lost.any()):  # on the CPU, only when needed: a rare case
             exact = torch.logsumexp(logits + self.log_components, 2) - torch.logsumexp(logits, 2)
             out = torch.where(lost, exact, out)
-        return out.sum(0)  # B N
+        return first + out.sum(0)  # B N

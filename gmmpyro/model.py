@@ -574,6 +574,8 @@ def _factor_network(
         kind = CategoricalNetwork if config.design == "paper" else LowRankCategoricalNetwork
         return kind(n_theta, position, n_categories, config)
     kind = {"paper": GaussianMixtureNetwork, "lowrank": LowRankMixtureNetwork, "amplitudes": AmplitudeMixtureNetwork}
+    if position == 0 and config.design == "amplitudes":  # no events to cache: it depends on θ alone anyway
+        return LowRankMixtureNetwork(n_theta, position, config, latent_range)
     return kind[config.design](n_theta, position, config, latent_range)
 
 
