@@ -9,10 +9,11 @@ by :meth:`gmmpyro.DensityModel.prepare`; one θ then costs ``(R + 1)·3N_G`` pro
 and factor. :class:`StackedLowRank` evaluates all continuous factors of prepared events
 together, in a few batched operations instead of a few per factor.
 
-In the ``"amplitudes"`` design (:class:`AmplitudeMixtureNetwork`) the sum runs over the
-logits alone; ``A`` also gives the means and widths, which do not depend on θ. Prepared events
-then keep each Gaussian's log density (truncation included) and :class:`StackedAmplitudes`
-pays per θ only the logits' products and two log-sum-exps per event and factor.
+In the ``"amplitudes"`` design (:class:`AmplitudeMixtureNetwork`, for every factor but the
+first) the sum runs over the logits alone; ``A`` also gives the means and widths, which do not
+depend on θ. Prepared events then keep each Gaussian's density (truncation included) and
+:class:`StackedAmplitudes` pays per θ only the logits' products, one exponential per event,
+factor and component, and two sums.
 """
 
 from __future__ import annotations

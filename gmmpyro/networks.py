@@ -19,8 +19,10 @@ the cost of the combination is what it pays.
 * ``design="amplitudes"``: as ``"lowrank"``, but θ enters the mixture's amplitudes (logits)
   alone; the means and widths of the Gaussians depend on ``u_<i`` only. Each event's
   Gaussian densities, truncation included, are then computed once, and one θ costs the
-  ``(R + 1)·N_G`` products of the logits and a log-sum-exp per event and factor: the
-  θ-dependence is a reweighting of event-dependent components.
+  ``(R + 1)·N_G`` products of the logits and one exponential per event, factor and
+  component: the θ-dependence is a reweighting of event-dependent components. The first
+  factor, which has no ``u_<i``, is a ``"lowrank"`` network (its mixture depends on θ alone
+  and is computed once per θ).
 """
 
 from __future__ import annotations
