@@ -207,7 +207,7 @@ class StackedLowRank(_StackedThetaNetworks):
     def log_prob(self, theta_scaled: torch.Tensor) -> torch.Tensor:
         """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``."""
         h = self.theta_features(theta_scaled)  # d B R+1
-        out = torch.bmm(h, self.events).view(len(h), -1, self.n_events, self.n_out)  # d B N 3N_G
+        out = torch.bmm(h, self.events).view(len(h), theta_scaled.shape[0], self.n_events, self.n_out)  # d B N 3N_G
         mixture = self.outputs(*out.chunk(3, -1))  # 3 x (d B N N_G)
         return mixture_log_prob(self.u, *mixture, self.bounds, self.truncated).sum(0)  # B N
 
@@ -219,10 +219,12 @@ class StackedAmplitudes(_StackedThetaNetworks):
     once per θ and evaluated at the events. For the others, the Gaussians' densities
     ``N(u; μ_g, σ_g) / Z_g`` of every event are computed on construction, relative to each
     event's largest, ``c_g ∈ [0, 1]``; one θ then costs a batched product for the logits ``l``
-    and ``log(Σ_g e^{l_g} c_g / Σ_g e^{l_g})`` per event and factor: one ``exp`` and two sums
-    per element, laid out with the events innermost so that the sums over components run
-    across contiguous memory. Where these sums lose precision (logits above 80 or tens of
-    nats below the components they weigh), the log-sum-exp of the log densities takes over.
+    and ``log(Σ_g e^{l_g} c_g / Σ_g e^{l_g})`` per event and factor (logits shifted by their
+    largest): one ``exp`` and two sums per element, laid out with the events innermost so that
+    the sums over components run across contiguous memory. Where the weighted sum loses
+    precision (the largest weights on components tens of nats below the event's best), the
+    log-sum-exp of the log densities takes over (on the CPU only there; elsewhere it is
+    computed for all events and selected).
     Equal to scoring the factors one by one (``mixture`` of each network and
     ``gmmpyro.mixture.mixture_log_prob``). Build it again after further training.
 
@@ -234,8 +236,6 @@ class StackedAmplitudes(_StackedThetaNetworks):
         truncated: per factor, whether its Gaussians are truncated to ``latent_range``.
         latent_range: ``(u_min, u_max)``.
     """
-
-    _LARGEST_LOGIT = 80.0  # e^80 · N_G stays finite in float32
 
     def __init__(
         self,
@@ -282,12 +282,13 @@ class StackedAmplitudes(_StackedThetaNetworks):
         first = mixture_log_prob(self.u_first, *mixture, self.first_bounds)  # B N
         if len(h) == 1:
             return first
-        logits = torch.bmm(h[1:], self.logit_features).view(len(h) - 1, -1, self.n_gauss, self.n_events)
-        weights = logits.clamp_max(self._LARGEST_LOGIT).exp()  # d-1 B N_G N
-        numerator, denominator = (weights * self.components).sum(2), weights.sum(2)  # d-1 B N
-        lost = (numerator < self.smallest) | (denominator >= math.exp(self._LARGEST_LOGIT))
-        ones = torch.ones_like(numerator)  # in place of lost sums: their gradient would be 0 · inf
-        out = torch.log(torch.where(lost, ones, numerator) / torch.where(lost, ones, denominator)) + self.log_scale
+        shape = (len(h) - 1, theta_scaled.shape[0], self.n_gauss, self.n_events)
+        logits = torch.bmm(h[1:], self.logit_features).view(shape)  # d-1 B N_G N
+        weights = torch.exp(logits - logits.detach().amax(2, keepdim=True))  # the largest 1 per event
+        numerator, denominator = (weights * self.components).sum(2), weights.sum(2)  # d-1 B N; den in [1, N_G]
+        lost = numerator < self.smallest
+        ones = torch.ones_like(numerator)  # in place of lost sums: their log's gradient would be inf
+        out = torch.log(torch.where(lost, ones, numerator) / denominator) + self.log_scale
         if out.device.type != "cpu" or bool(lost.any()):  # on the CPU, only when needed: a rare case
             exact = torch.logsumexp(logits + self.log_components, 2) - torch.logsumexp(logits, 2)
             out = torch.where(lost, exact, out)

@@ -155,6 +155,7 @@ def test_broadcasting_shapes(trained):
         prepared = model.prepare(x[:7])
         torch.testing.assert_close(prepared.log_prob(thetas), grid, rtol=1e-6, atol=1e-6)
         assert prepared.log_prob(thetas.reshape(3, 1, 2)).shape == (3, 1, 7)
+        assert model.prepare(x[:0]).log_prob(thetas).shape == (3, 0)
     assert model.sample(4, thetas.reshape(3, 1, 2), seed=0).shape == (4, 3, 1, 4)
 
 
@@ -341,22 +342,35 @@ def test_logsumexp_matches_torch_across_hundreds_of_nats():
     torch.testing.assert_close(_logsumexp(special), torch.logsumexp(special, -1))
 
 
-def test_amplitudes_fast_path_falls_back_where_its_sum_underflows():
-    """All weight on one component: events far from it underflow the one-exp sum; the exact log-sum-exp takes over."""
+@pytest.mark.parametrize("case", ["one component", "narrow favourite"])
+def test_amplitudes_fast_path_falls_back_where_its_sum_underflows(case):
+    """The second factor's weights on components where the events are not: the one-exp sum underflows.
+
+    "one component": all weight (500 nats) on one component; "narrow favourite": 40 nats on a
+    component of width ε, -70 on the others, so that the sum's ratio underflows float32.
+    """
     toy, x, theta = toy_data(100)
     torch.manual_seed(0)
     model = DensityModel(toy.observables, ["cx", "cy"], config=DESIGNS["amplitudes"])  # float32: e^-71 underflows
     model.fit(x, theta, config=replace(QUICK, max_epochs=1), progress=False)
-    rank, n_gauss = model.config.rank, model.config.n_gauss
+    config = model.config
+    rank, n_gauss = config.rank, config.n_gauss
     last = model.networks[1].event_net[-1]
-    with torch.no_grad():  # the second factor's logits: 500 nats on its first component, 0 on the others
-        last.weight.view(rank + 3, n_gauss, -1)[: rank + 1] = 0.0
-        last.bias.view(rank + 3, n_gauss)[: rank + 1] = 0.0
-        last.bias.view(rank + 3, n_gauss)[rank, 0] = 500.0 / model.config.s_f
+    weight, bias = last.weight.view(rank + 3, n_gauss, -1), last.bias.view(rank + 3, n_gauss)
+    with torch.no_grad():  # rows 0..rank: logit features (row rank pairs with θ's constant 1); rank + 2: widths
+        weight[: rank + 1] = 0.0
+        bias[: rank + 1] = 0.0
+        if case == "one component":
+            bias[rank, 0] = 500.0 / config.s_f
+        else:
+            bias[rank] = -70.0 / config.s_f
+            bias[rank, 0] = 40.0 / config.s_f
+            weight[rank + 2, 0] = 0.0
+            bias[rank + 2, 0] = -30.0 / config.s_sigma  # width ε
     grid = torch.tensor([[0.2, -0.3], [-0.9, 0.6]], requires_grad=True)
     prepared = model.prepare(x[:200]).log_prob(grid)
     direct = model.log_prob(x[:200], grid[:, None])
-    assert (direct < -100).any()  # events deep in the tail of the one component
+    assert (direct < -100).any()  # events deep in the tail of the favoured components
     assert torch.isfinite(prepared).all()
     torch.testing.assert_close(prepared, direct, rtol=1e-5, atol=1e-3)
     gradients = [torch.autograd.grad(lp.sum(), grid)[0] for lp in (prepared, direct)]
