@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CUDA check in under five minutes: the tests marked `gpu` and the distribution battery on CUDA, then the low-rank design's
+# CUDA check in under five minutes: the tests marked `gpu` and the distribution battery on CUDA, then a θ-cheap design's
 # log_prob + gradient, 61 x 61 scan and NUTS speed on CUDA at 400, 10 000 and 100 000 events, and the batched
 # sampler with 64 and 1024 chains at 400 events.
 #
@@ -7,10 +7,11 @@
 #
 #   bash benchmarks/gpu_check.sh
 #   PYTHON=.venv/bin/python MODEL=toy_lowrank.gmm bash benchmarks/gpu_check.sh
+#   DESIGN=amplitudes bash benchmarks/gpu_check.sh
 #   DEVICE=cpu EVENTS="100 300" GRID=5 CHAINS=1 WARMUP=10 DRAWS=10 SKIP_TESTS=1 bash benchmarks/gpu_check.sh
 #
-# Settings (environment): MODEL, a saved low-rank DensityModel (default: a fresh one fitted for
-# one epoch; its timings hold, its ESS does not); DEVICE (cuda); DTYPE (float32); EVENTS
+# Settings (environment): MODEL, a saved DensityModel (default: a fresh one of DESIGN, "lowrank" or
+# "amplitudes" (default lowrank), fitted for one epoch; its timings hold, its ESS does not); DEVICE (cuda); DTYPE (float32); EVENTS
 # ("400 10000 100000"); GRID (61); CHAINS, WARMUP, DRAWS (2, 300, 300); BATCHED_CHAINS, chain
 # counts of the batched sampler at the first EVENTS value ("64 1024"); THREADS (1); SKIP_TESTS (0). Prints the machine, pytest's output and one Markdown table; exits with
 # pytest's status.
@@ -20,6 +21,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python}
 export DEVICE=${DEVICE:-cuda} DTYPE=${DTYPE:-float32} EVENTS=${EVENTS:-400 10000 100000} GRID=${GRID:-61}
 export CHAINS=${CHAINS:-2} WARMUP=${WARMUP:-300} DRAWS=${DRAWS:-300} THREADS=${THREADS:-1} MODEL=${MODEL:-}
+export DESIGN=${DESIGN:-lowrank}
 export BATCHED_CHAINS=${BATCHED_CHAINS:-64 1024}
 SKIP_TESTS=${SKIP_TESTS:-0}
 
@@ -66,12 +68,12 @@ torch.set_num_threads(int(env["THREADS"]))
 device, dtype = torch.device(env["DEVICE"]), getattr(torch, env["DTYPE"])
 grid, chains, warmup, draws = (int(env[k]) for k in ("GRID", "CHAINS", "WARMUP", "DRAWS"))
 x_train, theta_train = ToyModel().grid_dataset(200, seed=0)
-network = replace(paper_config(), design="lowrank", rank=16)
+network = replace(paper_config(), design=env["DESIGN"], rank=16)
 tic = time.perf_counter()
 model, origin = gmmpyro_model(env["MODEL"] or None, network, (x_train.to(dtype), theta_train.to(dtype)),
                               device=device, dtype=dtype, seed=0)  # fmt: skip
 rows = [("pytest tests/test_gpu.py tests/test_distribution.py", env["TESTS"])]
-name = f"lowrank ({env['DTYPE']})"
+name = f"{model.config.design} ({env['DTYPE']})"
 with warnings.catch_warnings():  # an untrained model's fits and chains warn; the numbers are what counts here
     warnings.simplefilter("ignore")
     for n in (int(v) for v in env["EVENTS"].split()):
