@@ -199,8 +199,7 @@ class DensityModel(nn.Module):
 
         The warning is skipped inside :func:`gmmpyro.exceptions.results_checked_by_caller`.
         """
-        dtype = self.dtype
-        theta = real_tensor(theta, dtype=dtype, device=self.device, what="theta")
+        theta = self._as_tensor(theta, "theta")
         k = len(self.params)
         if theta.dim() == 0 or theta.shape[-1] != k:
             raise ValueError(
@@ -210,7 +209,7 @@ class DensityModel(nn.Module):
             raise ValueError("theta contains NaN or inf")
         if self.projection is not None and range_warnings_enabled():
             detached = theta.detach()
-            low, high = self.theta_low.to(dtype), self.theta_high.to(dtype)
+            low, high = self.theta_low.to(self.dtype), self.theta_high.to(self.dtype)
             outside = ((detached < low) | (detached > high)).reshape(-1, k).any(0)
             if outside.any():
                 names = [p for p, o in zip(self.params, outside.tolist(), strict=True) if o]
@@ -222,8 +221,7 @@ class DensityModel(nn.Module):
 
     def scale_theta(self, theta: torch.Tensor) -> torch.Tensor:
         """``θ (*, k)`` mapped linearly from the training range onto the networks' input range ``[-2, 2]``."""
-        dtype = self.dtype
-        low, high = self.theta_low.to(dtype), self.theta_high.to(dtype)
+        low, high = self.theta_low.to(self.dtype), self.theta_high.to(self.dtype)
         return 4.0 * (theta - low) / (high - low) - 2.0
 
     def _scale_latent(self, u_ordered: torch.Tensor) -> torch.Tensor:
@@ -573,10 +571,13 @@ def _factor_network(
     if n_categories is not None:
         kind = CategoricalNetwork if config.design == "paper" else LowRankCategoricalNetwork
         return kind(n_theta, position, n_categories, config)
-    kind = {"paper": GaussianMixtureNetwork, "lowrank": LowRankMixtureNetwork, "amplitudes": AmplitudeMixtureNetwork}
-    if position == 0 and config.design == "amplitudes":  # no events to cache: it depends on θ alone anyway
-        return LowRankMixtureNetwork(n_theta, position, config, latent_range)
-    return kind[config.design](n_theta, position, config, latent_range)
+    if config.design == "paper":
+        kind = GaussianMixtureNetwork
+    elif config.design == "amplitudes" and position > 0:  # the first factor has no events to cache: low-rank
+        kind = AmplitudeMixtureNetwork
+    else:
+        kind = LowRankMixtureNetwork
+    return kind(n_theta, position, config, latent_range)
 
 
 def _inverse_permutation(order: Sequence[int]) -> list[int]:

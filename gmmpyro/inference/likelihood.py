@@ -17,8 +17,9 @@ from ..observables import as_events, check_events
 __all__ = ["Likelihood"]
 
 # θ points × events per model call. CPU: small enough for the intermediates to stay in cache (2**17 was
-# 2-3× slower per point); GPU: large, since a call costs its kernel launches whatever its size
-_MAX_ELEMENTS = {"cpu": 2**14, "cuda": 2**17}
+# 2-3× slower per point); other devices: large, since a call costs its kernel launches whatever its size
+_MAX_ELEMENTS_CPU = 2**14
+_MAX_ELEMENTS = 2**17
 
 
 class Likelihood:
@@ -111,7 +112,8 @@ class Likelihood:
                 raise TypeError(f"extra_terms must be callables theta -> (*batch), got {term!r}")
 
         if chunk_size is None:
-            chunk_size = max(1, _MAX_ELEMENTS.get(self.device.type, 2**17) // self.n_events)
+            elements = _MAX_ELEMENTS_CPU if self.device.type == "cpu" else _MAX_ELEMENTS
+            chunk_size = max(1, elements // self.n_events)
         if int(chunk_size) < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         self.chunk_size = int(chunk_size)
