@@ -89,9 +89,9 @@ _NEGLIGIBLE = -80.0  # e^-80 < 2e-35: far below the precision of any sum of term
 def _logsumexp(values: torch.Tensor) -> torch.Tensor:
     """``torch.logsumexp(values, -1)``, with terms below ``e^-80`` of the largest set to ``e^-80``.
 
-    The same value (gradients to rounding), but several times faster
-    on the CPU: ``exp`` of arguments below about -87 (far components of a mixture, most of
-    them) leaves the vectorised path.
+    The same value (gradients to rounding), but faster on the CPU (1.6× with its gradient for
+    20 components of 1 600 mixtures spread over hundreds of nats): ``exp`` of arguments below
+    about -87 (far components of a mixture, most of them) leaves the vectorised path.
     """
     largest = values.detach().amax(-1, keepdim=True)
     finite = torch.isfinite(largest)
