@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .mixture import component_log_prob, mixture_log_prob
+from .mixture import component_log_prob, mixture_at_points, mixture_log_prob
 from .networks import MixtureOutputs, NetworkConfig, mlp, uniform_init
 
 __all__ = [
@@ -278,18 +278,41 @@ class StackedAmplitudes(_StackedThetaNetworks):
     def log_prob(self, theta_scaled: torch.Tensor) -> torch.Tensor:
         """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``."""
         h = self.theta_features(theta_scaled)  # d B R+1
-        mixture = self.first_outputs(*(h[0] @ self.first_features).unsqueeze(1).chunk(3, -1))  # 3 x (B 1 N_G)
-        first = mixture_log_prob(self.u_first, *mixture, self.first_bounds)  # B N
+        mixture = self.first_outputs(*(h[0] @ self.first_features).chunk(3, -1))  # 3 x (B N_G)
+        first = mixture_at_points(self.u_first, *mixture, self.first_bounds)  # B N
         if len(h) == 1:
             return first
         shape = (len(h) - 1, theta_scaled.shape[0], self.n_gauss, self.n_events)
         logits = torch.bmm(h[1:], self.logit_features).view(shape)  # d-1 B N_G N
-        weights = torch.exp(logits - logits.detach().amax(2, keepdim=True))  # the largest 1 per event
-        numerator, denominator = (weights * self.components).sum(2), weights.sum(2)  # d-1 B N; den in [1, N_G]
-        lost = numerator < self.smallest
-        ones = torch.ones_like(numerator)  # in place of lost sums: their log's gradient would be inf
-        out = torch.log(torch.where(lost, ones, numerator) / denominator) + self.log_scale
+        out, lost = _AmplitudeSums.apply(logits, self.components, self.smallest)  # d-1 B N
+        out = out + self.log_scale
         if out.device.type != "cpu" or bool(lost.any()):  # on the CPU, only when needed: a rare case
             exact = torch.logsumexp(logits + self.log_components, 2) - torch.logsumexp(logits, 2)
             out = torch.where(lost, exact, out)
         return first + out.sum(0)  # B N
+
+
+class _AmplitudeSums(torch.autograd.Function):
+    """``log(Σ_g e^{l_g} c_g / Σ_g e^{l_g})`` over the components (dim 2), with its gradient by hand.
+
+    ``logits l (d-1, B, N_G, N)``, ``components c (d-1, 1, N_G, N)`` in ``[0, 1]`` →
+    ``(value (d-1, B, N), lost)``: ``lost`` marks the sums below ``smallest`` (their value and
+    gradient are placeholders, for the caller to replace). With ``w_g = e^{l_g - max l}``,
+    ``∂/∂l_g = w_g c_g / Σ w c - w_g / Σ w``, computed in three elementwise passes.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, components, smallest):
+        weights = torch.exp(logits - logits.amax(2, keepdim=True))  # the largest 1 per event
+        numerator, denominator = (weights * components).sum(2), weights.sum(2)  # den in [1, N_G]
+        lost = numerator < smallest
+        numerator = torch.where(lost, torch.ones_like(numerator), numerator)
+        ctx.save_for_backward(weights, components, numerator, denominator)
+        ctx.mark_non_differentiable(lost)
+        return torch.log(numerator / denominator), lost
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        weights, components, numerator, denominator = ctx.saved_tensors
+        per_numerator, per_denominator = (grad / numerator).unsqueeze(2), (grad / denominator).unsqueeze(2)
+        return weights * (components * per_numerator - per_denominator), None, None

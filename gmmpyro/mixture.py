@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ["component_log_prob", "log_normal_mass", "mixture_log_prob", "sample_mixture"]
+__all__ = ["component_log_prob", "log_normal_mass", "mixture_at_points", "mixture_log_prob", "sample_mixture"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -98,6 +98,66 @@ def _logsumexp(values: torch.Tensor) -> torch.Tensor:
     shift = torch.where(finite, largest, torch.zeros_like(largest))
     total = torch.exp((values - shift).clamp_min(_NEGLIGIBLE)).sum(-1, keepdim=True)
     return torch.where(finite, shift + torch.log(total), largest).squeeze(-1)
+
+
+def mixture_at_points(
+    u: torch.Tensor,
+    log_weights: torch.Tensor,
+    means: torch.Tensor,
+    widths: torch.Tensor,
+    bounds: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """:func:`mixture_log_prob` of ``B`` mixtures, each at the same ``N`` points: ``(B, N)``.
+
+    The same values (to rounding), for mixtures that do not depend on the point, as the first
+    factor's at one ``θ``: the normalisation is computed once per mixture and the gradient by
+    hand in one pass over the ``B × N_G × N`` terms, instead of a few dozen autograd steps.
+
+    Arguments:
+        u: the points, shape ``(N,)``.
+        log_weights, means, widths: shape ``(B, N_G)``.
+        bounds: truncation interval, or ``None``.
+
+    Example:
+        >>> w, mu, sigma = torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, 1)  # B N_G
+        >>> at_points = mixture_at_points(torch.zeros(3), w, mu, sigma)  # B N
+        >>> torch.allclose(at_points, mixture_log_prob(torch.zeros(1, 3), w, mu, sigma))
+        True
+    """
+    peak = component_log_prob(means, means.unsqueeze(-1), widths.unsqueeze(-1), bounds).squeeze(-1)  # at z = 0
+    return _MixtureAtPoints.apply(log_weights + peak, means, widths, u)
+
+
+class _MixtureAtPoints(torch.autograd.Function):
+    """``L_n = log Σ_g exp(a_g - z_gn² / 2)``, ``z_gn = (u_n - μ_g) / σ_g``, with its gradient by hand.
+
+    ``a, μ, σ (B, N_G)`` and ``u (N,)`` → ``(B, N)``; terms below ``e^-80`` of the largest are
+    floored as in :func:`_logsumexp`. With ``r_gn`` the components' shares of ``e^{L_n}``:
+    ``∂L_n/∂a_g = r_gn``, ``∂L_n/∂μ_g = r_gn z_gn / σ_g``, ``∂L_n/∂σ_g = r_gn z_gn² / σ_g``.
+    """
+
+    @staticmethod
+    def forward(ctx, a, means, widths, u):
+        a, means, widths = a.unsqueeze(-1), means.unsqueeze(-1), widths.unsqueeze(-1)  # B N_G 1
+        z = (u - means) / widths  # B N_G N
+        terms = a - 0.5 * z * z
+        largest = terms.amax(1, keepdim=True)
+        finite = torch.isfinite(largest)
+        shift = torch.where(finite, largest, torch.zeros_like(largest))
+        shares = torch.exp((terms - shift).clamp_min(_NEGLIGIBLE))
+        total = shares.sum(1, keepdim=True)  # B 1 N
+        ctx.save_for_backward(z, shares, total, widths)
+        return torch.where(finite, shift + torch.log(total), largest).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, shares, total, widths = ctx.saved_tensors
+        weighted = shares * (grad.unsqueeze(1) / total)  # grad_n r_gn
+        weighted_z = weighted * z
+        grad_a = weighted.sum(-1)
+        grad_means = weighted_z.sum(-1) / widths.squeeze(-1)
+        grad_widths = (weighted_z * z).sum(-1) / widths.squeeze(-1)
+        return grad_a, grad_means, grad_widths, None
 
 
 def component_log_prob(

@@ -318,7 +318,7 @@ def fit(
         weights: per-event weights, shape ``(N,)``.
         extra_terms: callables ``theta (*batch, k) -> (*batch)`` added to ``ln L``, e.g.
             :class:`~gmmpyro.inference.terms.PoissonTerm` (extended likelihood).
-        chunk_size: most parameter points per model call (default ``2**14 // N`` on the CPU, ``2**17 // N`` elsewhere).
+        chunk_size: most parameter points per model call (default ``2**13 // N`` on the CPU, ``2**17 // N`` elsewhere).
         config: the minimiser's settings, :class:`~gmmpyro.inference.fit_config.FitConfig`.
 
     Returns:

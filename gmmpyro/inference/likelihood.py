@@ -17,8 +17,9 @@ from ..observables import as_events, check_events
 __all__ = ["Likelihood"]
 
 # θ points × events per model call. CPU: small enough for the intermediates to stay in cache (2**17 was
-# 2-3× slower per point); other devices: large, since a call costs its kernel launches whatever its size
-_MAX_ELEMENTS_CPU = 2**14
+# 2-3× slower per point, 2**14 up to 1.4×); other devices: large, since a call costs its kernel launches
+# whatever its size
+_MAX_ELEMENTS_CPU = 2**13
 _MAX_ELEMENTS = 2**17
 
 
@@ -48,7 +49,7 @@ class Likelihood:
             Any ``torch.distributions.Distribution`` (Pyro's included); create it on the
             model's device (Python-number parameters work on any device).
         extra_terms: callables ``term(theta (*batch, k)) -> (*batch)`` added to ``ln L``.
-        chunk_size: most ``θ`` points per model call; default ``2**14 // N`` on the CPU,
+        chunk_size: most ``θ`` points per model call; default ``2**13 // N`` on the CPU,
             ``2**17 // N`` on other devices.
 
     Example:

@@ -435,7 +435,7 @@ def scan(
         start: starting values of the global fit (see :func:`~gmmpyro.inference.fit.fit`).
         constraints, weights, extra_terms: terms of ``ln L``, see
             :class:`~gmmpyro.inference.likelihood.Likelihood`.
-        chunk_size: most grid points per model call (default ``2**14 // N`` on the CPU, ``2**17 // N`` elsewhere).
+        chunk_size: most grid points per model call (default ``2**13 // N`` on the CPU, ``2**17 // N`` elsewhere).
         config: the minimiser's settings, :class:`~gmmpyro.inference.fit_config.FitConfig`:
             starts of the global fit, tolerance of every fit, iterations per conditional fit
             (``profile_max_iter``), rounds of neighbour warm starts (``refine``).
