@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .mixture import component_log_prob, mixture_at_points, mixture_log_prob
+from .mixture import _autograd_backward, component_log_prob, mixture_at_points, mixture_log_prob
 from .networks import MixtureOutputs, NetworkConfig, mlp, uniform_init
 
 __all__ = [
@@ -298,8 +298,16 @@ class _AmplitudeSums(torch.autograd.Function):
     ``logits l (d-1, B, N_G, N)``, ``components c (d-1, 1, N_G, N)`` in ``[0, 1]`` →
     ``(value (d-1, B, N), lost)``: ``lost`` marks the sums below ``smallest`` (their value and
     gradient are placeholders, for the caller to replace). With ``w_g = e^{l_g - max l}``,
-    ``∂/∂l_g = w_g c_g / Σ w c - w_g / Σ w``, computed in three elementwise passes.
+    ``∂/∂l_g = w_g c_g / Σ w c - w_g / Σ w``, computed in three elementwise passes. Second
+    derivatives (a fit's Hessian) go through autograd of the same expression.
     """
+
+    @staticmethod
+    def expression(logits, components, smallest):
+        weights = torch.exp(logits - logits.detach().amax(2, keepdim=True))
+        numerator, denominator = (weights * components).sum(2), weights.sum(2)
+        lost = numerator < smallest
+        return torch.log(torch.where(lost, torch.ones_like(numerator), numerator) / denominator), lost
 
     @staticmethod
     def forward(ctx, logits, components, smallest):
@@ -307,12 +315,18 @@ class _AmplitudeSums(torch.autograd.Function):
         numerator, denominator = (weights * components).sum(2), weights.sum(2)  # den in [1, N_G]
         lost = numerator < smallest
         numerator = torch.where(lost, torch.ones_like(numerator), numerator)
-        ctx.save_for_backward(weights, components, numerator, denominator)
+        ctx.save_for_backward(logits, components, weights, numerator, denominator)
+        ctx.smallest = smallest
         ctx.mark_non_differentiable(lost)
         return torch.log(numerator / denominator), lost
 
     @staticmethod
     def backward(ctx, grad, _):
-        weights, components, numerator, denominator = ctx.saved_tensors
+        logits, components, weights, numerator, denominator = ctx.saved_tensors
+        if torch.is_grad_enabled():  # the backward pass records a graph: a second derivative follows
+            def value(logits, components):
+                return _AmplitudeSums.expression(logits, components, ctx.smallest)[0]
+
+            return _autograd_backward(value, (logits, components), ctx.needs_input_grad, grad)
         per_numerator, per_denominator = (grad / numerator).unsqueeze(2), (grad / denominator).unsqueeze(2)
         return weights * (components * per_numerator - per_denominator), None, None

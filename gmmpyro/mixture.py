@@ -134,30 +134,53 @@ class _MixtureAtPoints(torch.autograd.Function):
     ``a, μ, σ (B, N_G)`` and ``u (N,)`` → ``(B, N)``; terms below ``e^-80`` of the largest are
     floored as in :func:`_logsumexp`. With ``r_gn`` the components' shares of ``e^{L_n}``:
     ``∂L_n/∂a_g = r_gn``, ``∂L_n/∂μ_g = r_gn z_gn / σ_g``, ``∂L_n/∂σ_g = r_gn z_gn² / σ_g``.
+    Second derivatives (a fit's Hessian) go through autograd of the same expression.
     """
 
     @staticmethod
+    def expression(a, means, widths, u):
+        z = (u - means.unsqueeze(-1)) / widths.unsqueeze(-1)  # B N_G N
+        return _logsumexp((a.unsqueeze(-1) - 0.5 * z * z).transpose(-1, -2))
+
+    @staticmethod
     def forward(ctx, a, means, widths, u):
-        a, means, widths = a.unsqueeze(-1), means.unsqueeze(-1), widths.unsqueeze(-1)  # B N_G 1
-        z = (u - means) / widths  # B N_G N
-        terms = a - 0.5 * z * z
+        a3, means3, widths3 = a.unsqueeze(-1), means.unsqueeze(-1), widths.unsqueeze(-1)  # B N_G 1
+        z = (u - means3) / widths3  # B N_G N
+        terms = a3 - 0.5 * z * z
         largest = terms.amax(1, keepdim=True)
         finite = torch.isfinite(largest)
         shift = torch.where(finite, largest, torch.zeros_like(largest))
         shares = torch.exp((terms - shift).clamp_min(_NEGLIGIBLE))
         total = shares.sum(1, keepdim=True)  # B 1 N
-        ctx.save_for_backward(z, shares, total, widths)
+        ctx.save_for_backward(a, means, widths, u, z, shares, total)
         return torch.where(finite, shift + torch.log(total), largest).squeeze(1)
 
     @staticmethod
     def backward(ctx, grad):
-        z, shares, total, widths = ctx.saved_tensors
+        a, means, widths, u, z, shares, total = ctx.saved_tensors
+        if torch.is_grad_enabled():  # the backward pass records a graph: a second derivative follows
+            return _autograd_backward(_MixtureAtPoints.expression, (a, means, widths, u), ctx.needs_input_grad, grad)
         weighted = shares * (grad.unsqueeze(1) / total)  # grad_n r_gn
         weighted_z = weighted * z
         grad_a = weighted.sum(-1)
-        grad_means = weighted_z.sum(-1) / widths.squeeze(-1)
-        grad_widths = (weighted_z * z).sum(-1) / widths.squeeze(-1)
+        grad_means = weighted_z.sum(-1) / widths
+        grad_widths = (weighted_z * z).sum(-1) / widths
         return grad_a, grad_means, grad_widths, None
+
+
+def _autograd_backward(expression, inputs, needs_input_grad, grad: torch.Tensor) -> tuple:
+    """``grad · ∂expression(*inputs)/∂inputs`` by autograd, recording a graph: a hand-written backward's twin.
+
+    A hand-written gradient is computed from tensors saved without their graph, so a backward
+    pass that must itself be differentiable (``create_graph=True``, as for a fit's Hessian)
+    recomputes the expression from the saved inputs and differentiates that. Each input enters
+    through a fresh view, so that the derivatives are partial ones even where one input was
+    computed from another. ``None`` for the inputs whose gradient is not needed.
+    """
+    views = [x.view_as(x) if need else x for x, need in zip(inputs, needs_input_grad, strict=False)]
+    wanted = [v for v, need in zip(views, needs_input_grad, strict=False) if need]
+    found = iter(torch.autograd.grad(expression(*views), wanted, grad, create_graph=True))
+    return tuple(next(found) if need else None for need in needs_input_grad)
 
 
 def component_log_prob(

@@ -173,8 +173,14 @@ def test_gradient_in_theta_matches_finite_differences(trained):
                 model.log_prob(x[:20], theta + step).sum() - model.log_prob(x[:20], theta - step).sum()
             ) / (2 * h)
         assert grad[j].item() == pytest.approx(numeric.item(), rel=1e-5, abs=1e-6)
-    prepared_value = model.prepare(x[:20]).log_prob(theta).sum()
+    prepared = model.prepare(x[:20])
+    prepared_value = prepared.log_prob(theta).sum()
     torch.testing.assert_close(torch.autograd.grad(prepared_value, theta)[0], grad)
+    hessians = [  # what a fit's Newton steps use: the prepared path's second derivatives too
+        torch.autograd.functional.hessian(f, theta.detach())
+        for f in (lambda t: prepared.log_prob(t).sum(), lambda t: model.log_prob(x[:20], t).sum())
+    ]
+    torch.testing.assert_close(*hessians)
 
 
 def test_training_reduces_loss_and_keeps_best_epoch():
@@ -396,6 +402,18 @@ def test_mixture_at_points_matches_mixture_log_prob_and_gradcheck(bounds):
     general = mixture_log_prob(u[None], log_weights[:, None], means[:, None], widths[:, None], bounds)
     torch.testing.assert_close(ours, general, rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(lambda *p: mixture_at_points(u, *p, bounds), (log_weights, means, widths))
+    # a fit's Hessian, where the inputs are computed from one another (as all are from θ)
+    def coupled(density):
+        def total(m):
+            return density(log_weights.detach() + m.sin(), m, widths.detach() * m.cos().exp()).sum()
+
+        return torch.autograd.functional.hessian(total, means.detach())
+
+    hessians = [
+        coupled(lambda *p: mixture_at_points(u, *p, bounds)),
+        coupled(lambda w, m, s: mixture_log_prob(u[None], w[:, None], m[:, None], s[:, None], bounds)),
+    ]
+    torch.testing.assert_close(*hessians, rtol=1e-10, atol=1e-10)
     nothing = mixture_at_points(u, torch.full((1, 2), -math.inf, dtype=torch.float64), means[:1, :2], widths[:1, :2])
     assert (nothing == -math.inf).all()  # all weights zero: -inf, as torch.logsumexp gives
 
@@ -412,6 +430,7 @@ def test_amplitude_sums_gradcheck():
     assert not lost.any()
     torch.testing.assert_close(value, exact, rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(lambda v: _AmplitudeSums.apply(v, components, 1e-300)[0], (logits,))
+    assert torch.autograd.gradgradcheck(lambda v: _AmplitudeSums.apply(v, components, 1e-300)[0], (logits,))
 
 
 def test_log_normal_mass_tails():
