@@ -451,10 +451,14 @@ def test_scan_recovers_when_the_fit_misses_the_global_minimum(toy_data):
     local = fit(model, x, start={"cx": -0.8, "cy": 0.8}, config=one)  # a mirror-image local minimum
     assert local.twice_nll > good.twice_nll + 100
     grid = {"cx": (-1.5, 1.5, 31), "cy": (-1.5, 1.5, 31)}
-    result = scan(model, x, grid, start={"cx": -0.8, "cy": 0.8}, config=one)  # no warning: refitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # no warning: refitted
+        result = scan(model, x, grid, start={"cx": -0.8, "cy": 0.8}, config=one)
     assert result.mle.values["cx"] == pytest.approx(good.values["cx"], abs=1e-7)
     assert result.twice_nll_min == pytest.approx(good.twice_nll, abs=1e-7)
     assert result.q.min() >= 0
+    # every parameter scanned: the grid does not depend on the fit, and is kept (not scored again)
+    np.testing.assert_allclose(result.q, scan(model, x, grid).q, rtol=0, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

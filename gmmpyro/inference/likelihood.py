@@ -222,8 +222,9 @@ class Likelihood:
             return self.prepared.log_prob(theta)
 
     def _chunks(self, theta: torch.Tensor) -> Sequence[torch.Tensor]:
+        """``θ`` as chunks of at most ``chunk_size`` points, of equal sizes (no small remainder)."""
         flat = theta.reshape(-1, self.n_params)  # B k
-        return flat.split(self.chunk_size) if flat.shape[0] > 0 else [flat]
+        return flat.tensor_split(max(1, -(-flat.shape[0] // self.chunk_size)))
 
     def per_event(self, theta: torch.Tensor, *, weighted: bool = True) -> torch.Tensor:
         """Per-event log-likelihoods ``w_i ln p(x_i | θ)``, shape ``(*batch, N)``.

@@ -248,11 +248,9 @@ def _scan(
         lik.check_range(theta, what="profiled values", names=profile)
 
     twice = (2 * nll).detach()
-    twice_min = mle.twice_nll
     margin = max(20 * config.tol, 64 * torch.finfo(lik.dtype).eps * abs(mle.twice_nll))
     if ok.any() and float(twice[ok].min()) < mle.twice_nll - margin:
-        # the fit missed the global minimum: refit from the best grid point, then redo the scan
-        # (parameters neither scanned nor profiled sit at the global fit's values)
+        # the fit missed the global minimum: refit from the best grid point
         best = theta[torch.where(ok, twice, torch.inf).argmin()]
         lo, hi = _box(lik, mle.free, bounds)
         start_best = {
@@ -262,10 +260,15 @@ def _scan(
         }
         refit = _fit(lik, fixed=fixed, start=start_best, bounds=bounds, config=dataclasses.replace(config, n_starts=1))
         if may_refit and refit.twice_nll < mle.twice_nll - margin:
-            return _scan(
-                lik, grid, profile=profile, fixed=fixed, bounds=bounds, start=None, config=config, mle=refit,
-                may_refit=False,
-            )  # fmt: skip
+            mle = refit
+            if profile or set(names) | set(fixed) != set(lik.param_names):
+                # the grid's other parameters sit at (or start from) the global fit's values: redo it
+                return _scan(
+                    lik, grid, profile=profile, fixed=fixed, bounds=bounds, start=None, config=config, mle=refit,
+                    may_refit=False,
+                )  # fmt: skip
+    twice_min = mle.twice_nll
+    if ok.any() and float(twice[ok].min()) < mle.twice_nll - margin:
         twice_min = float(twice[ok].min())
         warn(
             f"the scan found -2 ln L = {twice_min:.8g} below the global fit's {mle.twice_nll:.8g}; "
