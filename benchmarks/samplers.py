@@ -59,6 +59,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -136,13 +137,19 @@ def pyro_nuts(target: Target, *, chains: int, warmup: int, draws: int, seed: int
     return {"z": torch.stack(out), "wall_s": time.perf_counter() - start, "evals": calls[0], "divergent": divergent}
 
 
-def batched(target: Target, *, chains: int, warmup: int, draws: int, seed: int) -> dict:
+def batched(target: Target, *, chains: int, warmup: int, draws: int, seed: int, config: BatchedHMCConfig) -> dict:
     """:func:`run_batched_hmc` from :func:`resampled_starts`; same keys as :func:`pyro_nuts`."""
     start = time.perf_counter()
     init = resampled_starts(target, chains, max(1000, chains), seed)
-    r = run_batched_hmc(target, init, num_samples=draws, warmup_steps=warmup, config=BatchedHMCConfig(), seed=seed)
+    r = run_batched_hmc(target, init, num_samples=draws, warmup_steps=warmup, config=config, seed=seed)
     return {"z": r.z, "wall_s": time.perf_counter() - start, "evals": r.n_grad_evals,
             "divergent": int(r.stats["diverging"].sum())}  # fmt: skip
+
+
+def batched_configs(args) -> list[tuple[str, BatchedHMCConfig]]:
+    """``(row label, config)`` of each ``--criteria`` (labelled when there are several)."""
+    criteria = args.criteria or [BatchedHMCConfig().criterion]
+    return [(f" ({c})" if len(criteria) > 1 else "", BatchedHMCConfig(criterion=c)) for c in criteria]
 
 
 def smc(target: Target, *, runs: int, particles: int, seed: int) -> dict:
@@ -240,8 +247,8 @@ def case_a(args, notes: list[str]) -> dict:
 
     rows = [run(f"Pyro NUTS, {args.nuts_a[0]} × ({args.nuts_a[1]} + {args.nuts_a[2]})", "nuts", NUTSConfig(),
                 *args.nuts_a)]  # fmt: skip
-    for K, w, d in args.batched_a:
-        rows.append(run(f"batched, K = {K} × ({w} + {d})", "batched", BatchedHMCConfig(), K, w, d))
+    for (K, w, d), (label, config) in itertools.product(args.batched_a, batched_configs(args)):
+        rows.append(run(f"batched{label}, K = {K} × ({w} + {d})", "batched", config, K, w, d))
     runs, n = args.smc_a
     rows.append(run(f"SMC, {runs} × {n} particles", "smc", SMCConfig(n_particles=n), runs, 1, 1))
     return {"density": origin, "exact": exact, "grid_s": grid_s, "rows": rows}
@@ -294,9 +301,9 @@ def case_b(args, n_modes: int) -> dict:
     c, w, d = args.nuts_b
     r = pyro_nuts(target, chains=c, warmup=w, draws=d, seed=args.seed)
     rows.append((f"Pyro NUTS, {c} × ({w} + {d})", r, False))
-    for K, w, d in args.batched_b:
-        r = batched(target, chains=K, warmup=w, draws=d, seed=args.seed)
-        rows.append((f"batched, K = {K} × ({w} + {d})", r, False))
+    for (K, w, d), (label, config) in itertools.product(args.batched_b, batched_configs(args)):
+        r = batched(target, chains=K, warmup=w, draws=d, seed=args.seed, config=config)
+        rows.append((f"batched{label}, K = {K} × ({w} + {d})", r, False))
     runs, n = args.smc_b
     r = smc(target, runs=runs, particles=n, seed=args.seed)
     rows.append((f"SMC, {runs} × {n} particles", r, True))
@@ -333,8 +340,9 @@ def case_c(args) -> dict:
     rows = []
     c, w, d = args.nuts_c
     rows.append((f"Pyro NUTS, {c} × ({w} + {d})", pyro_nuts(target, chains=c, warmup=w, draws=d, seed=args.seed)))
-    for K, w, d in args.batched_c:
-        rows.append((f"batched, K = {K} × ({w} + {d})", batched(target, chains=K, warmup=w, draws=d, seed=args.seed)))
+    for (K, w, d), (label, config) in itertools.product(args.batched_c, batched_configs(args)):
+        r = batched(target, chains=K, warmup=w, draws=d, seed=args.seed, config=config)
+        rows.append((f"batched{label}, K = {K} × ({w} + {d})", r))
     runs, n = args.smc_c
     rows.append((f"SMC, {runs} × {n} particles", smc(target, runs=runs, particles=n, seed=args.seed)))
     out = []
@@ -443,6 +451,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.add_argument(f"--nuts-{case}", type=_triple, metavar="C:W:D", help="NUTS chains:warmup:draws")
         parser.add_argument(f"--batched-{case}", type=_triple, nargs="+", metavar="K:W:D", help="batched rows")
         parser.add_argument(f"--smc-{case}", type=_pair, metavar="R:N", help="SMC runs:particles")
+    parser.add_argument("--criteria", nargs="+", choices=("chees", "chees_per_gradient"), default=None,
+                        help=f"trajectory criteria of the batched rows (default {BatchedHMCConfig().criterion})")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke test")

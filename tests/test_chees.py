@@ -128,8 +128,35 @@ def test_bad_inputs_are_named(init_z, kwargs, message):
         ("init_step_size", -0.1),
         ("init_step_size", math.inf),
         ("dense_mass", "yes"),
+        ("criterion", "ess"),
     ],
 )
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         BatchedHMCConfig(**{field: value})
+
+
+@pytest.mark.parametrize("criterion", ["chees", "chees_per_gradient"])
+def test_trajectory_length_gradient_matches_autograd(criterion):
+    """The criterion's gradient in ``log T`` against autograd, on the exact flow of a unit Gaussian.
+
+    There ``y(t) = y₀ cos t + p₀ sin t`` with velocity ``ẏ``; the chains' means that centre ``y``
+    are estimates, held fixed (as in the ChEES paper), and the proposals are weighted by made-up
+    acceptance probabilities.
+    """
+    from gmmpyro.inference.chees import _CRITERION_POWER, _chees_gradient
+
+    generator = torch.Generator().manual_seed(3)
+    y0, p0 = (torch.randn(16, 3, generator=generator, dtype=torch.float64) for _ in range(2))
+    accept = torch.rand(16, generator=generator, dtype=torch.float64)
+    power = _CRITERION_POWER[criterion]
+    log_t = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    t = log_t.exp()
+    y1, v1 = y0 * t.cos() + p0 * t.sin(), -y0 * t.sin() + p0 * t.cos()
+    c0 = y0 - y0.mean(0)
+    c1 = y1 - ((accept[:, None] * y1).sum(0) / accept.sum()).detach()
+    per_chain = 0.25 * (c1.square().sum(-1) - c0.square().sum(-1)).square() / t**power
+    (expected,) = torch.autograd.grad((accept * per_chain).sum() / accept.sum(), log_t)
+    mean_accept, got = _chees_gradient(y0, y1.detach(), v1.detach(), accept, float(t), power)
+    assert mean_accept == pytest.approx(float(accept.mean()), rel=1e-12)
+    assert got == pytest.approx(float(expected), rel=1e-10)
