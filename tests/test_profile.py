@@ -457,8 +457,13 @@ def test_scan_recovers_when_the_fit_misses_the_global_minimum(toy_data):
     assert result.mle.values["cx"] == pytest.approx(good.values["cx"], abs=1e-7)
     assert result.twice_nll_min == pytest.approx(good.twice_nll, abs=1e-7)
     assert result.q.min() >= 0
-    # every parameter scanned: the grid does not depend on the fit, and is kept (not scored again)
-    np.testing.assert_allclose(result.q, scan(model, x, grid).q, rtol=0, atol=1e-6)
+    # without a start the grid goes first (it does not depend on the fit) and the fit starts from
+    # its best point: the global minimum even with one start at the box's centre
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        grid_first = scan(model, x, grid, config=one)
+    assert grid_first.twice_nll_min == pytest.approx(good.twice_nll, abs=1e-7)
+    np.testing.assert_allclose(grid_first.q, result.q, rtol=0, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

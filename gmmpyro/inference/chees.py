@@ -65,9 +65,10 @@ class BatchedHMCConfig:
             fewer gradients in warm-up; with few parameters its ``k × k`` products cost nothing.
         criterion: what the trajectory length maximises: ``"chees_per_gradient"`` (ChEES
             divided by the integration time, which is proportional to the gradients spent) or
-            ``"chees"`` (the ChEES paper's). Per gradient is the aim of a sampler that pays per
-            gradient: on the toy posterior it gave 1.35× the bulk ESS per gradient (64 chains,
-            200 + 200 iterations, four seeds; see ``docs/benchmarks.md``).
+            ``"chees"`` (the ChEES paper's). With 64 chains, per gradient gave 1.4× the bulk
+            ESS/s of ChEES on the toy posterior (shorter trajectories, more effective draws),
+            1.4–1.9× on separated modes and 1.7× on a funnel; with 4 chains, whose estimate of
+            the criterion is noisier, 0.8× (``docs/benchmarks.md``, Samplers).
 
     Example:
         >>> BatchedHMCConfig(dense_mass=False).max_leapfrog_steps

@@ -232,41 +232,46 @@ def _scan(
 
     if may_refit is None:
         may_refit = mle is None
-    if mle is None:
+    # every parameter scanned or fixed: the grid does not depend on the global fit, and a full grid
+    # is a better search for the global minimum than the fit's few starts, so it goes first
+    grid_first = (
+        mle is None and not start and not profile and set(names) | set(fixed) == set(lik.param_names)
+        and all(axis is not None for axis in axes) and math.prod(len(a) for a in axes) >= config.n_starts
+    )  # fmt: skip
+    if mle is None and not grid_first:
         mle = _fit(lik, fixed=fixed, start=start, bounds=bounds, config=config)
     if any(axis is None for axis in axes):
         return _scan_window(lik, grid, profile=profile, fixed=fixed, bounds=bounds, config=config, mle=mle)
-    theta_hat = torch.tensor(mle.theta, dtype=lik.dtype, device=lik.device)  # k
+    if grid_first:
+        base = lik.theta_from({**fixed, **dict.fromkeys(names, 0.0)})  # k; the scanned values follow
+    else:
+        base = torch.tensor(mle.theta, dtype=lik.dtype, device=lik.device)  # k
     shape = tuple(len(a) for a in axes)
     G, k = math.prod(shape), lik.n_params
     mesh = torch.meshgrid(*[torch.as_tensor(a, dtype=lik.dtype, device=lik.device) for a in axes], indexing="ij")
     g_idx = torch.tensor([lik.index(n) for n in names], device=lik.device)
-    theta = theta_hat.expand(G, k).index_copy(-1, g_idx, torch.stack([m.reshape(-1) for m in mesh], -1))  # G k
+    theta = base.expand(G, k).index_copy(-1, g_idx, torch.stack([m.reshape(-1) for m in mesh], -1))  # G k
     lik.check_range(theta, what="scan grid points", names=names)
     theta, nll, ok, edm, n_iter = _conditional_fits(lik, theta, shape, profile, bounds, config)
     if profile:
         lik.check_range(theta, what="profiled values", names=profile)
 
     twice = (2 * nll).detach()
+    if grid_first:  # the global fit, from the best grid point (or from its usual starts if none scored)
+        best_start = _start_at(lik, theta, twice, ok, fixed, bounds) if ok.any() else None
+        one = dataclasses.replace(config, n_starts=1) if best_start is not None else config
+        mle = _fit(lik, fixed=fixed, start=best_start, bounds=bounds, config=one)
     margin = max(20 * config.tol, 64 * torch.finfo(lik.dtype).eps * abs(mle.twice_nll))
-    if ok.any() and float(twice[ok].min()) < mle.twice_nll - margin:
+    if not grid_first and ok.any() and float(twice[ok].min()) < mle.twice_nll - margin:
         # the fit missed the global minimum: refit from the best grid point
-        best = theta[torch.where(ok, twice, torch.inf).argmin()]
-        lo, hi = _box(lik, mle.free, bounds)
-        start_best = {
-            n: float(v)
-            for n, v, a, b in zip(mle.free, best[[lik.index(n) for n in mle.free]].tolist(), lo, hi, strict=True)
-            if a < v < b
-        }
-        refit = _fit(lik, fixed=fixed, start=start_best, bounds=bounds, config=dataclasses.replace(config, n_starts=1))
+        best_start = _start_at(lik, theta, twice, ok, fixed, bounds)
+        refit = _fit(lik, fixed=fixed, start=best_start, bounds=bounds, config=dataclasses.replace(config, n_starts=1))
         if may_refit and refit.twice_nll < mle.twice_nll - margin:
-            mle = refit
-            if profile or set(names) | set(fixed) != set(lik.param_names):
-                # the grid's other parameters sit at (or start from) the global fit's values: redo it
-                return _scan(
-                    lik, grid, profile=profile, fixed=fixed, bounds=bounds, start=None, config=config, mle=refit,
-                    may_refit=False,
-                )  # fmt: skip
+            # the grid's other parameters sit at (or start from) the global fit's values: redo it
+            return _scan(
+                lik, grid, profile=profile, fixed=fixed, bounds=bounds, start=None, config=config, mle=refit,
+                may_refit=False,
+            )  # fmt: skip
     twice_min = mle.twice_nll
     if ok.any() and float(twice[ok].min()) < mle.twice_nll - margin:
         twice_min = float(twice[ok].min())
@@ -294,6 +299,17 @@ def _scan(
         twice_nll_min=twice_min,
         mle=mle,
     )
+
+
+def _start_at(
+    lik: Likelihood, theta: torch.Tensor, twice: torch.Tensor, ok: torch.Tensor, fixed: Mapping, bounds: Mapping | None
+) -> dict[str, float]:
+    """The free parameters' values at the lowest valid point of ``theta (G, k)``, those strictly inside ``bounds``."""
+    best = theta[torch.where(ok, twice, torch.inf).argmin()]
+    free = tuple(n for n in lik.param_names if n not in fixed)
+    lo, hi = _box(lik, free, bounds)
+    values = best[[lik.index(n) for n in free]].tolist()
+    return {n: float(v) for n, v, a, b in zip(free, values, lo, hi, strict=True) if a < v < b}
 
 
 def _at_profile_bound(
