@@ -157,6 +157,6 @@ def test_trajectory_length_gradient_matches_autograd(criterion):
     c1 = y1 - ((accept[:, None] * y1).sum(0) / accept.sum()).detach()
     per_chain = 0.25 * (c1.square().sum(-1) - c0.square().sum(-1)).square() / t**power
     (expected,) = torch.autograd.grad((accept * per_chain).sum() / accept.sum(), log_t)
-    mean_accept, got = _chees_gradient(y0, y1.detach(), v1.detach(), accept, float(t), power)
+    mean_accept, got = _chees_gradient(y0, y1.detach(), v1.detach(), accept, float(t.detach()), power)
     assert mean_accept == pytest.approx(float(accept.mean()), rel=1e-12)
     assert got == pytest.approx(float(expected), rel=1e-10)

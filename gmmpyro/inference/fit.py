@@ -122,11 +122,7 @@ def _starts(
     n: int,
     seed: int,
 ) -> torch.Tensor:
-    """``(n, m)`` starting points: the given/default start, then a scrambled Halton sequence in the search box.
-
-    Low-discrepancy points rather than uniform draws, so that a few starts cover the box evenly
-    (seven uniform draws can all miss one half of it, and with it a mirror-image minimum).
-    """
+    """``(n, m)`` starting points: the given/default start, then uniform draws in the search box."""
     idx = [lik.index(p) for p in names]
     tb = torch.as_tensor(lik.model.theta_bounds, dtype=lik.dtype, device=lik.device)[idx]  # m 2
     # the search box: the model's range cut by the user bounds, nudged off any bound
@@ -140,10 +136,8 @@ def _starts(
         [float(start[p]) if p in start else float("nan") for p in names], dtype=lik.dtype, device=lik.device
     )
     first = torch.where(torch.isnan(first), 0.5 * (a + b), first)
-    from scipy.stats import qmc  # scipy.stats takes a while to import: only when a fit needs it
-
-    r = qmc.Halton(d=len(names), scramble=True, seed=seed).random(n - 1)  # n-1 m, in [0, 1)
-    r = torch.as_tensor(r, dtype=lik.dtype, device=lik.device)
+    gen = torch.Generator().manual_seed(seed)
+    r = torch.rand(n - 1, len(names), generator=gen, dtype=lik.dtype).to(lik.device)
     return torch.cat([first[None], a + (b - a) * r])  # n m
 
 

@@ -420,7 +420,11 @@ def scan(
     point. The global minimum ``(θ̂, ν̂)`` comes from :func:`~gmmpyro.inference.fit.fit` with
     every parameter not in ``fixed`` free; parameters neither scanned, profiled nor in
     ``fixed`` stay at their global-fit value (so ``min q = 0`` at ``θ̂``). Constraint terms
-    (e.g. a unit Gaussian on ``nu``) are part of ``ln L``.
+    (e.g. a unit Gaussian on ``nu``) are part of ``ln L``. When every parameter is scanned or
+    fixed and no ``start`` is given, the grid (which then does not depend on the fit) is scored
+    first and the global fit starts from its lowest point: a full grid searches for the global
+    minimum better than the fit's few starts, and one start costs less. Otherwise, if the grid
+    finds a point below the fit, the fit is repeated from there and the scan with it.
 
     All grid points are scored in batches (``chunk_size`` points per model call). With
     ``profile``, the conditional fits of all grid points run as one batched damped-Newton
