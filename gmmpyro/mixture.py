@@ -133,7 +133,8 @@ class _MixtureAtPoints(torch.autograd.Function):
 
     ``a, μ, σ (B, N_G)`` and ``u (N,)`` → ``(B, N)``; terms below ``e^-80`` of the largest are
     floored as in :func:`_logsumexp`. With ``r_gn`` the components' shares of ``e^{L_n}``:
-    ``∂L_n/∂a_g = r_gn``, ``∂L_n/∂μ_g = r_gn z_gn / σ_g``, ``∂L_n/∂σ_g = r_gn z_gn² / σ_g``.
+    ``∂L_n/∂a_g = r_gn``, ``∂L_n/∂μ_g = r_gn z_gn / σ_g``, ``∂L_n/∂σ_g = r_gn z_gn² / σ_g``,
+    ``∂L_n/∂u_n = -Σ_g r_gn z_gn / σ_g``.
     Second derivatives (a fit's Hessian) go through autograd of the same expression.
     """
 
@@ -152,20 +153,21 @@ class _MixtureAtPoints(torch.autograd.Function):
         shift = torch.where(finite, largest, torch.zeros_like(largest))
         shares = torch.exp((terms - shift).clamp_min(_NEGLIGIBLE))
         total = shares.sum(1, keepdim=True)  # B 1 N
-        ctx.save_for_backward(a, means, widths, u, z, shares, total)
+        ctx.save_for_backward(a, means, widths, u, z, shares, total, finite)
         return torch.where(finite, shift + torch.log(total), largest).squeeze(1)
 
     @staticmethod
     def backward(ctx, grad):
-        a, means, widths, u, z, shares, total = ctx.saved_tensors
+        a, means, widths, u, z, shares, total, finite = ctx.saved_tensors
         if torch.is_grad_enabled():  # the backward pass records a graph: a second derivative follows
             return _autograd_backward(_MixtureAtPoints.expression, (a, means, widths, u), ctx.needs_input_grad, grad)
-        weighted = shares * (grad.unsqueeze(1) / total)  # grad_n r_gn
+        weighted = shares * torch.where(finite, grad.unsqueeze(1) / total, 0.0)  # grad_n r_gn; 0 where L_n = -inf
         weighted_z = weighted * z
         grad_a = weighted.sum(-1)
         grad_means = weighted_z.sum(-1) / widths
         grad_widths = (weighted_z * z).sum(-1) / widths
-        return grad_a, grad_means, grad_widths, None
+        grad_u = -(weighted_z / widths.unsqueeze(-1)).sum((0, 1)) if ctx.needs_input_grad[3] else None
+        return grad_a, grad_means, grad_widths, grad_u
 
 
 def _autograd_backward(expression, inputs, needs_input_grad, grad: torch.Tensor) -> tuple:

@@ -402,6 +402,8 @@ def test_mixture_at_points_matches_mixture_log_prob_and_gradcheck(bounds):
     general = mixture_log_prob(u[None], log_weights[:, None], means[:, None], widths[:, None], bounds)
     torch.testing.assert_close(ours, general, rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(lambda *p: mixture_at_points(u, *p, bounds), (log_weights, means, widths))
+    points = u.clone().requires_grad_()  # the points too (the model's own are fixed events)
+    assert torch.autograd.gradcheck(lambda v: mixture_at_points(v, log_weights, means, widths, bounds), (points,))
     # a fit's Hessian, where the inputs are computed from one another (as all are from θ)
     def coupled(density):
         def total(m):
@@ -414,8 +416,10 @@ def test_mixture_at_points_matches_mixture_log_prob_and_gradcheck(bounds):
         coupled(lambda w, m, s: mixture_log_prob(u[None], w[:, None], m[:, None], s[:, None], bounds)),
     ]
     torch.testing.assert_close(*hessians, rtol=1e-10, atol=1e-10)
-    nothing = mixture_at_points(u, torch.full((1, 2), -math.inf, dtype=torch.float64), means[:1, :2], widths[:1, :2])
+    no_weight = torch.full((1, 2), -math.inf, dtype=torch.float64, requires_grad=True)
+    nothing = mixture_at_points(u, no_weight, means[:1, :2], widths[:1, :2])
     assert (nothing == -math.inf).all()  # all weights zero: -inf, as torch.logsumexp gives
+    assert not torch.autograd.grad(nothing.sum(), no_weight)[0].any()  # a constant: no gradient
 
 
 def test_amplitude_sums_gradcheck():

@@ -466,6 +466,18 @@ def test_scan_recovers_when_the_fit_misses_the_global_minimum(toy_data):
     np.testing.assert_allclose(grid_first.q, result.q, rtol=0, atol=1e-6)
 
 
+def test_grid_first_scan_finds_a_minimum_on_a_bound(toy_data):
+    """The grid's lowest point lies on a user bound: the fit starts just inside it and ends on it."""
+    model, x = toy_data
+    bounds = {"cx": (0.9, 1.5)}  # the unbounded minimum is near cx = 0.8
+    grid = {"cx": (0.9, 1.5, 13), "cy": (-1.5, 1.5, 31)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # no "the scan found a lower point"
+        result = scan(model, x, grid, bounds=bounds)
+    assert result.mle.values["cx"] == pytest.approx(0.9, abs=1e-6)
+    assert result.q.min() >= -1e-6
+
+
 @pytest.fixture(scope="module")
 def toy_nu():
     model = toy.ToyModel(x3_shift=0.3)

@@ -211,7 +211,7 @@ def run_batched_hmc(
         n_grad_evals += K * n
         if warm:
             mean_accept, chees = _chees_gradient(
-                metric.whiten(z), metric.whiten(z1), p1, accept_prob, jitter * T, _CRITERION_POWER[config.criterion]
+                metric.whiten(z), metric.whiten(z1), p1, accept_prob, n * eps, _CRITERION_POWER[config.criterion]
             )
             adapt.update(mean_accept, chees)
         z = torch.where(accepted[:, None], z1, z)  # K k
@@ -395,7 +395,8 @@ def _chees_gradient(
         y0, y1: whitened states before and proposals after the trajectory, ``(K, k)``.
         v1: whitened velocities at the proposals, ``(K, k)``.
         accept_prob: ``(K,)``.
-        t: the iteration's integration time (jittered trajectory length).
+        t: the iteration's integration time ``n ε`` (the jittered trajectory length, rounded up
+            to whole steps: the gradients actually spent).
         power: ``p``: 0 for ChEES, 1 for ChEES per gradient.
     """
     w = accept_prob  # K

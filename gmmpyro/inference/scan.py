@@ -304,12 +304,19 @@ def _scan(
 def _start_at(
     lik: Likelihood, theta: torch.Tensor, twice: torch.Tensor, ok: torch.Tensor, fixed: Mapping, bounds: Mapping | None
 ) -> dict[str, float]:
-    """The free parameters' values at the lowest valid point of ``theta (G, k)``, those strictly inside ``bounds``."""
+    """The free parameters' values at the lowest valid point of ``theta (G, k)``, as a fit's start.
+
+    A value on (or beyond) a bound of ``bounds`` is moved inside by a thousandth of the interval
+    (the fit starts strictly inside its bounds; a grid often ends on one).
+    """
     best = theta[torch.where(ok, twice, torch.inf).argmin()]
     free = tuple(n for n in lik.param_names if n not in fixed)
     lo, hi = _box(lik, free, bounds)
-    values = best[[lik.index(n) for n in free]].tolist()
-    return {n: float(v) for n, v, a, b in zip(free, values, lo, hi, strict=True) if a < v < b}
+    start = {}
+    for n, v, a, b in zip(free, best[[lik.index(n) for n in free]].tolist(), lo.tolist(), hi.tolist(), strict=True):
+        inset = 1e-3 * ((b - a) if math.isfinite(b - a) else max(1.0, abs(v)))
+        start[n] = min(max(v, a + inset), b - inset)
+    return start
 
 
 def _at_profile_bound(
