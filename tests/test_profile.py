@@ -478,6 +478,18 @@ def test_grid_first_scan_finds_a_minimum_on_a_bound(toy_data):
     assert result.q.min() >= -1e-6
 
 
+def test_scan_of_a_window_keeps_the_global_minimum(toy_data):
+    """A grid that does not span the parameter range (here around the mirror minimum) cannot find
+    the global minimum itself: q is still relative to the global fit's minimum."""
+    model, x = toy_data
+    good = fit(model, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        window = scan(model, x, {"cx": (-1.0, -0.6, 5), "cy": (0.6, 1.0, 5)})
+    assert window.twice_nll_min == pytest.approx(good.twice_nll, abs=1e-6)
+    assert window.q.min() > 1.0  # the mirror region is far above the global minimum
+
+
 @pytest.fixture(scope="module")
 def toy_nu():
     model = toy.ToyModel(x3_shift=0.3)

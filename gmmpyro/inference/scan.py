@@ -232,11 +232,12 @@ def _scan(
 
     if may_refit is None:
         may_refit = mle is None
-    # every parameter scanned or fixed: the grid does not depend on the global fit, and a full grid
-    # is a better search for the global minimum than the fit's few starts, so it goes first
+    # every parameter scanned or fixed, over the fit's whole search box: the grid does not depend
+    # on the global fit and searches for its minimum better than the fit's few starts, so it goes first
     grid_first = (
         mle is None and not start and not profile and set(names) | set(fixed) == set(lik.param_names)
         and all(axis is not None for axis in axes) and math.prod(len(a) for a in axes) >= config.n_starts
+        and _covers_search_box(lik, names, axes, bounds)
     )  # fmt: skip
     if mle is None and not grid_first:
         mle = _fit(lik, fixed=fixed, start=start, bounds=bounds, config=config)
@@ -299,6 +300,19 @@ def _scan(
         twice_nll_min=twice_min,
         mle=mle,
     )
+
+
+def _covers_search_box(lik: Likelihood, names: tuple[str, ...], axes, bounds: Mapping | None) -> bool:
+    """Whether the grid's axes reach the fit's search box: the model's ``theta_bounds`` within ``bounds``."""
+    lo, hi = _box(lik, names, bounds)
+    model_bounds = lik.model.theta_bounds
+    for axis, name, user_lo, user_hi in zip(axes, names, lo.tolist(), hi.tolist(), strict=True):
+        low, high = model_bounds[lik.index(name)]
+        low, high = max(float(low), user_lo), min(float(high), user_hi)
+        slack = 1e-6 * (high - low)
+        if not (float(min(axis)) <= low + slack and float(max(axis)) >= high - slack):
+            return False
+    return True
 
 
 def _start_at(
@@ -428,9 +442,10 @@ def scan(
     every parameter not in ``fixed`` free; parameters neither scanned, profiled nor in
     ``fixed`` stay at their global-fit value (so ``min q = 0`` at ``θ̂``). Constraint terms
     (e.g. a unit Gaussian on ``nu``) are part of ``ln L``. When every parameter is scanned or
-    fixed and no ``start`` is given, the grid (which then does not depend on the fit) is scored
-    first and the global fit starts from its lowest point: a full grid searches for the global
-    minimum better than the fit's few starts, and one start costs less. Otherwise, if the grid
+    fixed, the grid spans the fit's search box (``theta_bounds`` within ``bounds``) and no
+    ``start`` is given, the grid (which then does not depend on the fit) is scored first and the
+    global fit starts from its lowest point: a full grid searches for the global minimum better
+    than the fit's few starts, and one start costs less. Otherwise, if the grid
     finds a point below the fit, the fit is repeated from there and the scan with it.
 
     All grid points are scored in batches (``chunk_size`` points per model call). With
