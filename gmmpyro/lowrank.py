@@ -303,18 +303,21 @@ class _AmplitudeSums(torch.autograd.Function):
     """
 
     @staticmethod
-    def expression(logits, components, smallest):
-        weights = torch.exp(logits - logits.detach().amax(2, keepdim=True))
-        numerator, denominator = (weights * components).sum(2), weights.sum(2)
+    def sums(logits, components, smallest) -> tuple[torch.Tensor, ...]:
+        """``(weights, numerator, denominator, lost)``; a lost numerator is replaced by 1."""
+        weights = torch.exp(logits - logits.detach().amax(2, keepdim=True))  # the largest 1 per event
+        numerator, denominator = (weights * components).sum(2), weights.sum(2)  # den in [1, N_G]
         lost = numerator < smallest
-        return torch.log(torch.where(lost, torch.ones_like(numerator), numerator) / denominator), lost
+        return weights, torch.where(lost, torch.ones_like(numerator), numerator), denominator, lost
+
+    @staticmethod
+    def expression(logits, components, smallest):
+        _, numerator, denominator, lost = _AmplitudeSums.sums(logits, components, smallest)
+        return torch.log(numerator / denominator), lost
 
     @staticmethod
     def forward(ctx, logits, components, smallest):
-        weights = torch.exp(logits - logits.amax(2, keepdim=True))  # the largest 1 per event
-        numerator, denominator = (weights * components).sum(2), weights.sum(2)  # den in [1, N_G]
-        lost = numerator < smallest
-        numerator = torch.where(lost, torch.ones_like(numerator), numerator)
+        weights, numerator, denominator, lost = _AmplitudeSums.sums(logits, components, smallest)
         ctx.save_for_backward(logits, components, weights, numerator, denominator)
         ctx.smallest = smallest
         ctx.mark_non_differentiable(lost)

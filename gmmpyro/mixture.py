@@ -86,18 +86,28 @@ def mixture_log_prob(
 _NEGLIGIBLE = -80.0  # e^-80 < 2e-35: far below the precision of any sum of terms up to 1
 
 
-def _logsumexp(values: torch.Tensor) -> torch.Tensor:
-    """``torch.logsumexp(values, -1)``, with terms below ``e^-80`` of the largest set to ``e^-80``.
+def _logsumexp(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``torch.logsumexp(values, dim)``, with terms below ``e^-80`` of the largest set to ``e^-80``.
 
     The same value (gradients to rounding), but faster on the CPU (1.6× with its gradient for
     20 components of 1 600 mixtures spread over hundreds of nats): ``exp`` of arguments below
     about -87 (far components of a mixture, most of them) leaves the vectorised path.
     """
-    largest = values.detach().amax(-1, keepdim=True)
+    return _floored_logsumexp(values, dim)[0].squeeze(dim)
+
+
+def _floored_logsumexp(values: torch.Tensor, dim: int) -> tuple[torch.Tensor, ...]:
+    """:func:`_logsumexp` with ``dim`` kept, and its parts: ``(value, shares, total, finite)``.
+
+    ``shares`` are the floored ``e^{v - max v}``, ``total`` their sum and ``finite`` whether the
+    largest term is finite (where it is not, the value is that term).
+    """
+    largest = values.detach().amax(dim, keepdim=True)
     finite = torch.isfinite(largest)
     shift = torch.where(finite, largest, torch.zeros_like(largest))
-    total = torch.exp((values - shift).clamp_min(_NEGLIGIBLE)).sum(-1, keepdim=True)
-    return torch.where(finite, shift + torch.log(total), largest).squeeze(-1)
+    shares = torch.exp((values - shift).clamp_min(_NEGLIGIBLE))
+    total = shares.sum(dim, keepdim=True)
+    return torch.where(finite, shift + torch.log(total), largest), shares, total, finite
 
 
 def mixture_at_points(
@@ -139,22 +149,21 @@ class _MixtureAtPoints(torch.autograd.Function):
     """
 
     @staticmethod
+    def standardised(a, means, widths, u) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z (B, N_G, N)`` and the terms ``a_g - z_gn² / 2`` (same shape)."""
+        z = (u - means.unsqueeze(-1)) / widths.unsqueeze(-1)
+        return z, a.unsqueeze(-1) - 0.5 * z * z
+
+    @staticmethod
     def expression(a, means, widths, u):
-        z = (u - means.unsqueeze(-1)) / widths.unsqueeze(-1)  # B N_G N
-        return _logsumexp((a.unsqueeze(-1) - 0.5 * z * z).transpose(-1, -2))
+        return _logsumexp(_MixtureAtPoints.standardised(a, means, widths, u)[1], 1)
 
     @staticmethod
     def forward(ctx, a, means, widths, u):
-        a3, means3, widths3 = a.unsqueeze(-1), means.unsqueeze(-1), widths.unsqueeze(-1)  # B N_G 1
-        z = (u - means3) / widths3  # B N_G N
-        terms = a3 - 0.5 * z * z
-        largest = terms.amax(1, keepdim=True)
-        finite = torch.isfinite(largest)
-        shift = torch.where(finite, largest, torch.zeros_like(largest))
-        shares = torch.exp((terms - shift).clamp_min(_NEGLIGIBLE))
-        total = shares.sum(1, keepdim=True)  # B 1 N
+        z, terms = _MixtureAtPoints.standardised(a, means, widths, u)  # B N_G N
+        value, shares, total, finite = _floored_logsumexp(terms, 1)  # B 1 N, B N_G N, B 1 N, B 1 N
         ctx.save_for_backward(a, means, widths, u, z, shares, total, finite)
-        return torch.where(finite, shift + torch.log(total), largest).squeeze(1)
+        return value.squeeze(1)
 
     @staticmethod
     def backward(ctx, grad):

@@ -113,6 +113,23 @@ def _box(
     )
 
 
+def _search_box(
+    lik: Likelihood, names: tuple[str, ...], lo: torch.Tensor, hi: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where a global fit looks for ``names``: the model's ``theta_bounds`` cut by the bounds ``lo, hi``.
+
+    The bounds alone where they miss the model's range; an open side 2 beyond the other.
+    Returns ``(low (m,), high (m,))``.
+    """
+    idx = [lik.index(p) for p in names]
+    tb = torch.as_tensor(lik.model.theta_bounds, dtype=lik.dtype, device=lik.device)[idx]  # m 2
+    a, b = torch.maximum(tb[:, 0], lo), torch.minimum(tb[:, 1], hi)
+    a, b = torch.where(a < b, a, lo), torch.where(a < b, b, hi)
+    a = torch.where(torch.isfinite(a), a, torch.where(torch.isfinite(b), b - 2, -torch.ones_like(a)))
+    b = torch.where(torch.isfinite(b), b, a + 2)
+    return a, b
+
+
 def _starts(
     lik: Likelihood,
     names: tuple[str, ...],
@@ -123,14 +140,8 @@ def _starts(
     seed: int,
 ) -> torch.Tensor:
     """``(n, m)`` starting points: the given/default start, then uniform draws in the search box."""
-    idx = [lik.index(p) for p in names]
-    tb = torch.as_tensor(lik.model.theta_bounds, dtype=lik.dtype, device=lik.device)[idx]  # m 2
-    # the search box: the model's range cut by the user bounds, nudged off any bound
-    a, b = torch.maximum(tb[:, 0], lo), torch.minimum(tb[:, 1], hi)
-    a, b = torch.where(a < b, a, lo), torch.where(a < b, b, hi)
-    a = torch.where(torch.isfinite(a), a, torch.where(torch.isfinite(b), b - 2, -torch.ones_like(a)))
-    b = torch.where(torch.isfinite(b), b, a + 2)
-    margin = 0.02 * (b - a)
+    a, b = _search_box(lik, names, lo, hi)
+    margin = 0.02 * (b - a)  # nudged off any bound
     a, b = a + margin, b - margin
     first = torch.tensor(
         [float(start[p]) if p in start else float("nan") for p in names], dtype=lik.dtype, device=lik.device

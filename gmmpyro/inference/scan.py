@@ -11,7 +11,7 @@ import torch
 
 from ..exceptions import ConvergenceWarning, warn
 from ..protocols import ConditionalDensity
-from .fit import FitResult, _box, _checked, _fit, _likelihood_of
+from .fit import FitResult, _box, _checked, _fit, _likelihood_of, _search_box
 from .fit_config import FitConfig
 from .likelihood import Likelihood
 from .minimize import minimize
@@ -263,7 +263,8 @@ def _scan(
         one = dataclasses.replace(config, n_starts=1) if best_start is not None else config
         mle = _fit(lik, fixed=fixed, start=best_start, bounds=bounds, config=one)
     margin = max(20 * config.tol, 64 * torch.finfo(lik.dtype).eps * abs(mle.twice_nll))
-    if not grid_first and ok.any() and float(twice[ok].min()) < mle.twice_nll - margin:
+    lowest = float(twice[ok].min()) if ok.any() else math.inf
+    if not grid_first and lowest < mle.twice_nll - margin:
         # the fit missed the global minimum: refit from the best grid point
         best_start = _start_at(lik, theta, twice, ok, fixed, bounds)
         refit = _fit(lik, fixed=fixed, start=best_start, bounds=bounds, config=dataclasses.replace(config, n_starts=1))
@@ -274,8 +275,8 @@ def _scan(
                 may_refit=False,
             )  # fmt: skip
     twice_min = mle.twice_nll
-    if ok.any() and float(twice[ok].min()) < mle.twice_nll - margin:
-        twice_min = float(twice[ok].min())
+    if lowest < mle.twice_nll - margin:
+        twice_min = lowest
         warn(
             f"the scan found -2 ln L = {twice_min:.8g} below the global fit's {mle.twice_nll:.8g}; "
             "q is taken relative to the scan's minimum",
@@ -303,12 +304,9 @@ def _scan(
 
 
 def _covers_search_box(lik: Likelihood, names: tuple[str, ...], axes, bounds: Mapping | None) -> bool:
-    """Whether the grid's axes reach the fit's search box: the model's ``theta_bounds`` within ``bounds``."""
-    lo, hi = _box(lik, names, bounds)
-    model_bounds = lik.model.theta_bounds
-    for axis, name, user_lo, user_hi in zip(axes, names, lo.tolist(), hi.tolist(), strict=True):
-        low, high = model_bounds[lik.index(name)]
-        low, high = max(float(low), user_lo), min(float(high), user_hi)
+    """Whether the grid's axes reach the fit's search box (``fit._search_box``)."""
+    lows, highs = _search_box(lik, names, *_box(lik, names, bounds))
+    for axis, low, high in zip(axes, lows.tolist(), highs.tolist(), strict=True):
         slack = 1e-6 * (high - low)
         if not (float(min(axis)) <= low + slack and float(max(axis)) >= high - slack):
             return False
