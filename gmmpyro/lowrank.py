@@ -25,7 +25,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .mixture import _autograd_backward, component_log_prob, mixture_at_points, mixture_log_prob
+from .mixture import (
+    _LOG_SQRT_2PI,
+    _autograd_backward,
+    _floored_logsumexp,
+    _MixtureAtPoints,
+    component_log_prob,
+    log_normal_mass,
+    mixture_at_points,
+    mixture_log_prob,
+    too_wide,
+)
 from .networks import MixtureOutputs, NetworkConfig, mlp, uniform_init
 
 __all__ = [
@@ -250,6 +260,7 @@ class StackedAmplitudes(_StackedThetaNetworks):
         first = networks[0]
         self.first_features = event_parts[0].detach()  # R+1 3N_G
         self.first_outputs = first._outputs
+        self.first_scales, self.first_epsilon = first.scales, first.epsilon
         self.u_first = u[:, 0].detach()  # N
         self.first_bounds = latent_range if truncated[0] else None
         self.n_events, self.n_gauss = n, first.shape[1] // 3
@@ -276,7 +287,16 @@ class StackedAmplitudes(_StackedThetaNetworks):
         self.components = torch.exp(self.log_components - self.log_scale.unsqueeze(2))  # largest 1
 
     def log_prob(self, theta_scaled: torch.Tensor) -> torch.Tensor:
-        """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``."""
+        """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``.
+
+        On the CPU, a gradient in θ is computed by hand in one pass (:class:`_AmplitudesLogProb`).
+        """
+        if theta_scaled.requires_grad and torch.is_grad_enabled() and theta_scaled.device.type == "cpu":
+            return _AmplitudesLogProb.apply(theta_scaled, self)
+        return self.expression(theta_scaled)
+
+    def expression(self, theta_scaled: torch.Tensor) -> torch.Tensor:
+        """:meth:`log_prob` composed of differentiable parts (any device; second derivatives)."""
         h = self.theta_features(theta_scaled)  # d B R+1
         mixture = self.first_outputs(*(h[0] @ self.first_features).chunk(3, -1))  # 3 x (B N_G)
         first = mixture_at_points(self.u_first, *mixture, self.first_bounds)  # B N
@@ -333,3 +353,107 @@ class _AmplitudeSums(torch.autograd.Function):
             return _autograd_backward(value, (logits, components), ctx.needs_input_grad, grad)
         per_numerator, per_denominator = (grad / numerator).unsqueeze(2), (grad / denominator).unsqueeze(2)
         return weights * (components * per_numerator - per_denominator), None, None
+
+
+class _AmplitudesLogProb(torch.autograd.Function):
+    """:meth:`StackedAmplitudes.log_prob` on the CPU, ``θ (B, k) → (B, N)``, with its θ-gradient by hand.
+
+    The forward pass keeps what the gradient needs: the θ networks' pre-activations, the first
+    factor's mixture, its terms at the events, and the later factors' weights and sums. The
+    backward pass then runs the chain rule as a few dozen tensor operations instead of the
+    autograd graph of about a hundred; the truncated first factor's normalisation
+    ``Z = Φ(β) - Φ(α)`` (``α, β = (lo - μ)/σ, (hi - μ)/σ``) enters through
+    ``∂ log Z/∂μ = (p_α - p_β)/σ`` and ``∂ log Z/∂σ = (α p_α - β p_β)/σ``, ``p = φ/Z`` in log
+    space. Where that does not hold (a component far wider than the truncation interval, a
+    later factor's sum below precision), and for second derivatives, the gradient is autograd's
+    of :meth:`StackedAmplitudes.expression`.
+    """
+
+    @staticmethod
+    def forward(ctx, theta_scaled, stacked):
+        ctx.stacked = stacked
+        ctx.save_for_backward(theta_scaled)
+        ctx.parts, value = _AmplitudesLogProb.parts(stacked, theta_scaled)
+        return value
+
+    @staticmethod
+    def parts(stacked: StackedAmplitudes, theta_scaled: torch.Tensor) -> tuple[dict | None, torch.Tensor]:
+        """``(parts, value (B, N))``; ``parts`` is ``None`` where the gradient by hand does not hold."""
+        d = len(stacked.weights[0])
+        h = theta_scaled.unsqueeze(0).expand(d, *theta_scaled.shape)  # d B k
+        pre_activations = []
+        for j, (w, b) in enumerate(zip(stacked.weights, stacked.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)  # d B width
+            if j < len(stacked.weights) - 1:
+                pre_activations.append(h)
+                h = F.leaky_relu(h, stacked.slope)
+        h = torch.cat([h, torch.ones_like(h[..., :1])], -1)  # d B R+1
+        log_weights, means, widths = stacked.first_outputs(*(h[0] @ stacked.first_features).chunk(3, -1))  # B N_G
+        bounds = stacked.first_bounds
+        log_peak = -torch.log(widths) - _LOG_SQRT_2PI
+        edges = log_mass = None
+        if bounds is not None:
+            if bool(too_wide(widths, bounds).any()):
+                return None, stacked.expression(theta_scaled)
+            edges = (torch.tensor(bounds, dtype=widths.dtype).view(2, 1, 1) - means) / widths  # 2 B N_G: α, β
+            log_mass = log_normal_mass(*edges)
+            log_peak = log_peak - log_mass
+        z, terms = _MixtureAtPoints.standardised(log_weights + log_peak, means, widths, stacked.u_first)  # B N_G N
+        first, shares, total, finite = _floored_logsumexp(terms, 1)  # B 1 N, B N_G N, B 1 N, B 1 N
+        parts = dict(
+            pre_activations=pre_activations, log_weights=log_weights, widths=widths, edges=edges,
+            log_mass=log_mass, z=z, shares=shares, total=total, finite=finite,
+        )  # fmt: skip
+        value = first.squeeze(1)
+        if d > 1:
+            shape = (d - 1, theta_scaled.shape[0], stacked.n_gauss, stacked.n_events)
+            logits = torch.bmm(h[1:], stacked.logit_features).view(shape)  # d-1 B N_G N
+            weights, numerator, denominator, lost = _AmplitudeSums.sums(logits, stacked.components, stacked.smallest)
+            if bool(lost.any()):
+                return None, stacked.expression(theta_scaled)
+            parts.update(weights=weights, numerator=numerator, denominator=denominator)
+            value = value + (torch.log(numerator / denominator) + stacked.log_scale).sum(0)
+        return parts, value
+
+    @staticmethod
+    def backward(ctx, grad):
+        (theta_scaled,) = ctx.saved_tensors
+        if ctx.parts is None or torch.is_grad_enabled():
+            with torch.enable_grad():
+                (found,) = _autograd_backward(ctx.stacked.expression, (theta_scaled,), (True,), grad)
+            return (found if torch.is_grad_enabled() else found.detach()), None
+        return _AmplitudesLogProb.gradient(ctx.stacked, ctx.parts, grad), None
+
+    @staticmethod
+    def gradient(stacked: StackedAmplitudes, parts: dict, grad: torch.Tensor) -> torch.Tensor:
+        """``grad (B, N)`` · ``∂ value/∂θ`` → ``(B, k)``, from the forward pass's parts."""
+        widths, z = parts["widths"], parts["z"]
+        weighted = parts["shares"] * torch.where(parts["finite"], grad.unsqueeze(1) / parts["total"], 0.0)  # B N_G N
+        weighted_z = weighted * z
+        grad_a = weighted.sum(-1)  # B N_G: the log weights' and the log peaks' gradient
+        grad_means = weighted_z.sum(-1)  # times σ, as the next
+        grad_widths = (weighted_z * z).sum(-1) - grad_a
+        if parts["edges"] is not None:
+            edges = parts["edges"]
+            at_edges = torch.exp(-0.5 * edges * edges - _LOG_SQRT_2PI - parts["log_mass"])  # φ(α) / Z, φ(β) / Z
+            at_edges = at_edges * torch.tensor([1.0, -1.0], dtype=edges.dtype).view(2, 1, 1)
+            grad_means = grad_means - grad_a * at_edges.sum(0)
+            grad_widths = grad_widths - grad_a * (edges * at_edges).sum(0)
+        grad_means, grad_widths = grad_means / widths, grad_widths / widths
+        s_f, s_mu, s_sigma = stacked.first_scales
+        grad_logits = s_f * (grad_a - parts["log_weights"].exp() * grad_a.sum(-1, keepdim=True))
+        grad_spread = s_sigma * (widths - stacked.first_epsilon) * grad_widths
+        grad_raw = torch.cat([grad_logits, s_mu * grad_means, grad_spread], -1)  # B 3N_G
+        grad_h = (grad_raw @ stacked.first_features.T).unsqueeze(0)  # 1 B R+1
+        if "weights" in parts:
+            per_numerator = (grad / parts["numerator"]).unsqueeze(2)  # d-1 B 1 N
+            per_denominator = (grad / parts["denominator"]).unsqueeze(2)
+            grad_amplitudes = parts["weights"] * (stacked.components * per_numerator - per_denominator)
+            flat = grad_amplitudes.flatten(2)  # d-1 B N_G·N
+            grad_h = torch.cat([grad_h, torch.bmm(flat, stacked.logit_features.transpose(1, 2))])  # d B R+1
+        grad_h = grad_h[..., :-1]  # d B R
+        for j in reversed(range(len(stacked.weights))):
+            if j < len(stacked.weights) - 1:
+                grad_h = torch.where(parts["pre_activations"][j] > 0, grad_h, stacked.slope * grad_h)
+            grad_h = torch.bmm(grad_h, stacked.weights[j].transpose(1, 2))  # d B width_in
+        return grad_h.sum(0)  # B k

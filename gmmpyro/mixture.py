@@ -33,6 +33,8 @@ def log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, b = torch.broadcast_tensors(a, b)
     if a.dim() == 0:
         return log_normal_mass(a.reshape(1), b.reshape(1)).reshape(())
+    if a.device.type == "cpu" and a.numel() and float(a.detach().max()) <= 0 and float(b.detach().min()) >= _FAR_TAIL:
+        return _log_mass_near(a, b)  # the usual case (no interval to reflect, none far): half the operations
     flip = a > 0
     lo = torch.where(flip, -b, a)
     hi = torch.where(flip, -a, b)  # lo < hi, lo <= 0
@@ -40,12 +42,17 @@ def log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     # the far elements get harmless stand-ins here, so that no NaN gradient leaks through where()
     near_hi = torch.where(far, torch.zeros_like(hi), hi)
     near_lo = torch.where(far, -torch.ones_like(lo), lo)
-    out = torch.log(0.5 * (torch.erfc(-_SQRT_HALF * near_hi) - torch.erfc(-_SQRT_HALF * near_lo)))
+    out = _log_mass_near(near_lo, near_hi)
     if out.device.type != "cpu":  # elementwise work is cheap there, and a data-dependent subset would synchronise
         return torch.where(far, _log_mass_far(lo, hi), out)
     if bool(far.any()):
         out = out.index_put((far,), _log_mass_far(lo[far], hi[far]))
     return out
+
+
+def _log_mass_near(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    # Φ(x) = erfc(-x/√2)/2: accurate for lo <= 0, hi >= -8
+    return torch.log(0.5 * (torch.erfc(-_SQRT_HALF * hi) - torch.erfc(-_SQRT_HALF * lo)))
 
 
 def _log_mass_far(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -227,7 +234,7 @@ def _truncate(log_component, u, means, widths, bounds, truncated) -> torch.Tenso
     """
     lo, hi = bounds
     a, b = (lo - means) / widths, (hi - means) / widths
-    wide = widths > (hi - lo) / (8 * torch.finfo(widths.dtype).eps) ** (1 / 3)  # (b - a) below (8ε)^⅓
+    wide = too_wide(widths, bounds)
     if truncated is not None:
         wide = wide & truncated
     if widths.device.type == "cpu" and not bool(wide.any()):  # the usual case: no wide component
@@ -241,6 +248,12 @@ def _truncate(log_component, u, means, widths, bounds, truncated) -> torch.Tenso
     if wide is None:
         return out
     return torch.where(wide, _log_wide_truncated(u, means, widths, lo, hi), out)
+
+
+def too_wide(widths: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    """Whether each component is too wide for its mass inside ``bounds`` (``(hi - lo) / σ`` below ``(8 ε)^⅓``)."""
+    lo, hi = bounds
+    return widths > (hi - lo) / (8 * torch.finfo(widths.dtype).eps) ** (1 / 3)
 
 
 def _log_wide_truncated(u, means, widths, lo: float, hi: float) -> torch.Tensor:

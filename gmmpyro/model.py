@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
@@ -205,14 +206,15 @@ class DensityModel(nn.Module):
             raise ValueError(
                 f"theta must have shape (..., {k}) for params {list(self.params)}, got {tuple(theta.shape)}"
             )
-        if not torch.isfinite(theta).all():
+        detached = theta.detach()
+        # a finite sum is two operations; the elementwise test runs only where the sum is not (or overflows)
+        if not math.isfinite(detached.sum()) and not torch.isfinite(detached).all():
             raise ValueError("theta contains NaN or inf")
         if self.projection is not None and range_warnings_enabled():
-            detached = theta.detach()
             low, high = self.theta_low.to(self.dtype), self.theta_high.to(self.dtype)
-            outside = ((detached < low) | (detached > high)).reshape(-1, k).any(0)
+            outside = (detached < low) | (detached > high)
             if outside.any():
-                names = [p for p, o in zip(self.params, outside.tolist(), strict=True) if o]
+                names = [p for p, o in zip(self.params, outside.reshape(-1, k).any(0).tolist(), strict=True) if o]
                 warn(
                     f"theta outside the training range for {names}: the model extrapolates there",
                     OutOfRangeWarning,

@@ -9,6 +9,7 @@ from scipy import stats
 
 import gmmpyro
 from gmmpyro import DensityModel, NetworkConfig, Observable, OutOfRangeWarning, TrainingConfig
+from gmmpyro.exceptions import results_checked_by_caller
 from gmmpyro.mixture import log_normal_mass, mixture_log_prob
 from gmmpyro.toy import ToyModel
 from gmmpyro.training import split_indices
@@ -384,6 +385,46 @@ def test_amplitudes_fast_path_falls_back_where_its_sum_underflows(case):
     torch.testing.assert_close(*gradients, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("case", ["trained", "means outside", "one wide"])
+def test_amplitudes_gradient_by_hand_matches_the_general_path(case):
+    """The prepared amplitudes path's θ-gradient, by hand on the CPU: against the general path, float64.
+
+    "means outside": the first factor's end Gaussians centred 2 below and above the latent
+    range (the normalisation's interval reflected); "one wide": a component 10⁶ times wider than
+    the range, whose gradient autograd takes over. One θ far outside the training range.
+    """
+    from gmmpyro.lowrank import _AmplitudesLogProb
+
+    toy, x, theta = toy_data(100)
+    torch.manual_seed(0)
+    model = DensityModel(toy.observables, ["cx", "cy"], config=DESIGNS["amplitudes"], dtype=torch.float64)
+    model.fit(x, theta, config=replace(QUICK, max_epochs=1), progress=False)
+    config, first = model.config, model.networks[0]
+    rank, n_gauss = config.rank, config.n_gauss
+    with torch.no_grad():  # the event constant's row `rank` pairs with θ's constant 1; columns: logits, means, widths
+        if case == "means outside":
+            first.event_constant[rank, n_gauss] = -2.0 / config.s_mu
+            first.event_constant[rank, 2 * n_gauss - 1] = 2.0 / config.s_mu
+        elif case == "one wide":
+            first.event_constant[rank, 2 * n_gauss + 3] = (math.log(1e7) - first.log_width0) / config.s_sigma
+    events = x[:300]
+    grid = torch.tensor([[0.2, -0.3], [-0.9, 0.6], [3.0, -4.0]], dtype=torch.float64, requires_grad=True)
+    prepared = model.prepare(events)
+    parts, _ = _AmplitudesLogProb.parts(prepared._stacked, model.scale_theta(grid.detach()))
+    assert (parts is None) == (case == "one wide")
+    with pytest.warns(OutOfRangeWarning):
+        values = [prepared.log_prob(grid), model.log_prob(events, grid[:, None])]
+    torch.testing.assert_close(*values, rtol=1e-10, atol=1e-10)
+    gradients = [torch.autograd.grad(v.sum(), grid)[0] for v in values]
+    torch.testing.assert_close(*gradients, rtol=1e-9, atol=1e-9)
+    with results_checked_by_caller():
+        hessians = [  # a fit's Newton steps: second derivatives through the same path
+            torch.autograd.functional.hessian(f, grid[0].detach())
+            for f in (lambda t: prepared.log_prob(t).sum(), lambda t: model.log_prob(events, t).sum())
+        ]
+    torch.testing.assert_close(*hessians, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("bounds", [None, (-5.0, 5.0)])
 def test_mixture_at_points_matches_mixture_log_prob_and_gradcheck(bounds):
     """The first factor's hand-written gradient: values against the general path, gradients by gradcheck.
@@ -463,6 +504,9 @@ def test_log_normal_mass_across_both_regimes_and_dtypes():
     np.testing.assert_allclose(got.detach().numpy(), exact, rtol=1e-9, atol=1e-12)
     (grad,) = torch.autograd.grad(got.sum(), at)
     assert torch.isfinite(grad).all()
+    near = (a <= 0) & (b >= -8)  # scored alone, these take the unreflected path
+    alone = log_normal_mass(torch.tensor(a[near]), torch.tensor(b[near]))
+    np.testing.assert_allclose(alone.numpy(), exact[near], rtol=1e-9, atol=1e-12)
     # float32: within a few float32 ulps of the magnitude (plus the rounding of a and b themselves)
     got32 = log_normal_mass(torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32))
     scale = np.maximum(np.abs(exact), 1.0) * (1.0 + np.abs(a) + np.abs(b))
