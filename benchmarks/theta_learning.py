@@ -1,6 +1,7 @@
 """How θ is learned, on one event budget: θ design (grid or uniform) and the simulator's joint score.
 
-Each recipe trains the same network (the demo's low-rank network unless ``--paper``) on
+Each recipe trains the same network (the demo's low-rank network, or with ``--design`` the
+paper-size network of that design) on
 ``--events`` toy events (cx, cy; SPEC §6): on the 7 × 7 grid of the paper with
 ``events / 49`` per point, or with θ drawn uniformly per event (``gmmpyro.designs.uniform``);
 with or without the joint score ``t = ∇θ log p(x|θ)`` that the toy simulator returns with each
@@ -14,7 +15,7 @@ error over datasets, and the training time.
 Usage::
 
     python benchmarks/theta_learning.py [--events 49000] [--epochs 60] [--alpha 0.3 1] [--seeds 0]
-        [--paper] [--score-only]
+        [--design paper|lowrank|amplitudes [--rank 16]] [--score-only] [--save-dir DIR]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import platform
 import sys
 import time
 import warnings
+from dataclasses import replace
 
 # run as a script, this file's folder heads sys.path, and benchmarks/profile.py would shadow the
 # standard library's `profile` module, which torch imports (via cProfile)
@@ -59,7 +61,8 @@ def recipe(args, design: str, alpha: float | None, seed: int) -> dict:
     toy = ToyModel()
     x, theta, score = training_events(design, args.events, seed)
     torch.manual_seed(seed)
-    model = gmmpyro.DensityModel(toy.observables, toy.params, config=paper_config() if args.paper else QUICK)
+    config = replace(paper_config(), design=args.design, rank=args.rank) if args.design else QUICK
+    model = gmmpyro.DensityModel(toy.observables, toy.params, config=config)
     config = gmmpyro.TrainingConfig(
         batch_size=args.batch_size, learning_rate=args.lr, max_epochs=args.epochs, stop_patience=8, seed=seed
     )
@@ -97,11 +100,13 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, nargs="+", default=[0.3, 1.0], help="joint-score weights to try")
     parser.add_argument("--datasets", type=int, default=2, help="pseudo-datasets per true point")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--paper", action="store_true", help="the paper's network instead of the low-rank one")
+    parser.add_argument("--design", choices=("paper", "lowrank", "amplitudes"),
+                        help="the paper-size network of this design instead of the demo's low-rank one")
+    parser.add_argument("--rank", type=int, default=16, help="rank of the paper-size low-rank designs")
     parser.add_argument("--score-only", action="store_true", help="only the joint-score rows")
     parser.add_argument("--save-dir", help="save each trained model here")
     args = parser.parse_args()
-    network = "paper" if args.paper else "low-rank"
+    network = f"paper-size {args.design}" if args.design else "demo's low-rank"
     print(f"machine: {platform.platform()} | {os.cpu_count()} CPUs | {torch.get_num_threads()} torch threads | "
           f"torch {torch.__version__}; {args.events} events, {network} network, batch {args.batch_size}, "
           f"lr {args.lr}, ≤ {args.epochs} epochs; {9 * args.datasets} datasets of 400 events")  # fmt: skip
