@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -168,13 +169,28 @@ class _StackedThetaNetworks:
 
     def theta_features(self, theta_scaled: torch.Tensor) -> torch.Tensor:
         """``θ (B, k)`` (network inputs) → ``b (d, B, R + 1)``, the last column 1."""
+        return self.theta_features_and_pre_activations(theta_scaled)[0]
+
+    def theta_features_and_pre_activations(self, theta_scaled: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """:meth:`theta_features` and the hidden layers' inputs to the activation, ``(d, B, width)`` each."""
         d = len(self.weights[0])
         h = theta_scaled.unsqueeze(0).expand(d, *theta_scaled.shape)  # d B k
+        pre_activations = []
         for j, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = torch.baddbmm(b, h, w)  # d B width
             if j < len(self.weights) - 1:
+                pre_activations.append(h)
                 h = F.leaky_relu(h, self.slope)
-        return torch.cat([h, torch.ones_like(h[..., :1])], -1)
+        return torch.cat([h, torch.ones_like(h[..., :1])], -1), pre_activations
+
+    def theta_gradient(self, grad_features: torch.Tensor, pre_activations: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Backward pass of :meth:`theta_features`: ``∂/∂b (d, B, R + 1)`` → ``∂/∂θ (B, k)``."""
+        grad = grad_features[..., :-1]  # d B R: the constant column has none
+        for j in reversed(range(len(self.weights))):
+            if j < len(self.weights) - 1:
+                grad = torch.where(pre_activations[j] > 0, grad, self.slope * grad)
+            grad = torch.bmm(grad, self.weights[j].transpose(1, 2))  # d B width_in
+        return grad.sum(0)
 
 
 class StackedLowRank(_StackedThetaNetworks):
@@ -355,105 +371,114 @@ class _AmplitudeSums(torch.autograd.Function):
         return weights * (components * per_numerator - per_denominator), None, None
 
 
+class _AmplitudeParts(NamedTuple):
+    """What :class:`_AmplitudesLogProb`'s gradient needs from its forward pass (``None``: not there)."""
+
+    log_weights: torch.Tensor  # the first factor's mixture, B N_G
+    widths: torch.Tensor
+    edges: torch.Tensor | None  # its truncation interval in units of σ, (α, β): 2 B N_G
+    log_mass: torch.Tensor | None  # log Z, B N_G
+    z: torch.Tensor  # the events in units of σ, B N_G N
+    shares: torch.Tensor  # each term's share of the largest, floored as in _logsumexp: B N_G N
+    total: torch.Tensor  # the shares' sum, B 1 N
+    finite: torch.Tensor  # whether the largest term is finite, B 1 N
+    weights: torch.Tensor | None  # the later factors' weights e^{l - max l}: d-1 B N_G N
+    numerator: torch.Tensor | None  # Σ_g w_g c_g, d-1 B N
+    denominator: torch.Tensor | None  # Σ_g w_g, d-1 B N
+
+
 class _AmplitudesLogProb(torch.autograd.Function):
     """:meth:`StackedAmplitudes.log_prob` on the CPU, ``θ (B, k) → (B, N)``, with its θ-gradient by hand.
 
-    The forward pass keeps what the gradient needs: the θ networks' pre-activations, the first
-    factor's mixture, its terms at the events, and the later factors' weights and sums. The
-    backward pass then runs the chain rule as a few dozen tensor operations instead of the
-    autograd graph of about a hundred; the truncated first factor's normalisation
-    ``Z = Φ(β) - Φ(α)`` (``α, β = (lo - μ)/σ, (hi - μ)/σ``) enters through
-    ``∂ log Z/∂μ = (p_α - p_β)/σ`` and ``∂ log Z/∂σ = (α p_α - β p_β)/σ``, ``p = φ/Z`` in log
-    space. Where that does not hold (a component far wider than the truncation interval, a
-    later factor's sum below precision), and for second derivatives, the gradient is autograd's
-    of :meth:`StackedAmplitudes.expression`.
+    The forward pass keeps what the gradient needs (:class:`_AmplitudeParts` and the θ
+    networks' pre-activations); the backward pass then runs the chain rule as a few dozen
+    tensor operations instead of the autograd graph of about a hundred. The truncated first
+    factor's normalisation ``Z = Φ(β) - Φ(α)`` (``α, β = (lo - μ)/σ, (hi - μ)/σ``) enters
+    through ``∂ log Z/∂μ = (p_α - p_β)/σ`` and ``∂ log Z/∂σ = (α p_α - β p_β)/σ``, ``p = φ/Z``
+    in log space. Where that does not hold (a component far wider than the truncation
+    interval, a later factor's sum below precision), and for second derivatives, the gradient
+    is autograd's of :meth:`StackedAmplitudes.expression`.
     """
 
     @staticmethod
     def forward(ctx, theta_scaled, stacked):
         ctx.stacked = stacked
-        ctx.save_for_backward(theta_scaled)
-        ctx.parts, value = _AmplitudesLogProb.parts(stacked, theta_scaled)
+        parts, pre_activations, value = _AmplitudesLogProb.parts(stacked, theta_scaled)
+        ctx.by_hand = parts is not None
+        ctx.n_pre = len(pre_activations)
+        ctx.save_for_backward(theta_scaled, *pre_activations, *(parts or ()))
         return value
 
     @staticmethod
-    def parts(stacked: StackedAmplitudes, theta_scaled: torch.Tensor) -> tuple[dict | None, torch.Tensor]:
-        """``(parts, value (B, N))``; ``parts`` is ``None`` where the gradient by hand does not hold."""
+    def parts(stacked: StackedAmplitudes, theta_scaled: torch.Tensor):
+        """``(parts, pre_activations, value (B, N))``; ``parts`` is ``None`` where the gradient by hand fails."""
         d = len(stacked.weights[0])
-        h = theta_scaled.unsqueeze(0).expand(d, *theta_scaled.shape)  # d B k
-        pre_activations = []
-        for j, (w, b) in enumerate(zip(stacked.weights, stacked.biases, strict=True)):
-            h = torch.baddbmm(b, h, w)  # d B width
-            if j < len(stacked.weights) - 1:
-                pre_activations.append(h)
-                h = F.leaky_relu(h, stacked.slope)
-        h = torch.cat([h, torch.ones_like(h[..., :1])], -1)  # d B R+1
+        h, pre_activations = stacked.theta_features_and_pre_activations(theta_scaled)  # d B R+1
         log_weights, means, widths = stacked.first_outputs(*(h[0] @ stacked.first_features).chunk(3, -1))  # B N_G
         bounds = stacked.first_bounds
-        log_peak = -torch.log(widths) - _LOG_SQRT_2PI
+        log_peak = -torch.log(widths) - _LOG_SQRT_2PI  # component_log_prob at its mean, Z's parts kept
         edges = log_mass = None
         if bounds is not None:
             if bool(too_wide(widths, bounds).any()):
-                return None, stacked.expression(theta_scaled)
+                return None, pre_activations, stacked.expression(theta_scaled)
             edges = (torch.tensor(bounds, dtype=widths.dtype).view(2, 1, 1) - means) / widths  # 2 B N_G: α, β
             log_mass = log_normal_mass(*edges)
             log_peak = log_peak - log_mass
         z, terms = _MixtureAtPoints.standardised(log_weights + log_peak, means, widths, stacked.u_first)  # B N_G N
         first, shares, total, finite = _floored_logsumexp(terms, 1)  # B 1 N, B N_G N, B 1 N, B 1 N
-        parts = dict(
-            pre_activations=pre_activations, log_weights=log_weights, widths=widths, edges=edges,
-            log_mass=log_mass, z=z, shares=shares, total=total, finite=finite,
-        )  # fmt: skip
-        value = first.squeeze(1)
+        value, later = first.squeeze(1), (None, None, None)
         if d > 1:
             shape = (d - 1, theta_scaled.shape[0], stacked.n_gauss, stacked.n_events)
             logits = torch.bmm(h[1:], stacked.logit_features).view(shape)  # d-1 B N_G N
             weights, numerator, denominator, lost = _AmplitudeSums.sums(logits, stacked.components, stacked.smallest)
             if bool(lost.any()):
-                return None, stacked.expression(theta_scaled)
-            parts.update(weights=weights, numerator=numerator, denominator=denominator)
+                return None, pre_activations, stacked.expression(theta_scaled)
+            later = (weights, numerator, denominator)
             value = value + (torch.log(numerator / denominator) + stacked.log_scale).sum(0)
-        return parts, value
+        parts = _AmplitudeParts(log_weights, widths, edges, log_mass, z, shares, total, finite, *later)
+        return parts, pre_activations, value
 
     @staticmethod
     def backward(ctx, grad):
-        (theta_scaled,) = ctx.saved_tensors
-        if ctx.parts is None or torch.is_grad_enabled():
+        theta_scaled, *saved = ctx.saved_tensors
+        stacked = ctx.stacked
+        if not ctx.by_hand or torch.is_grad_enabled():
             with torch.enable_grad():
-                (found,) = _autograd_backward(ctx.stacked.expression, (theta_scaled,), (True,), grad)
+                (found,) = _autograd_backward(stacked.expression, (theta_scaled,), (True,), grad)
             return (found if torch.is_grad_enabled() else found.detach()), None
-        return _AmplitudesLogProb.gradient(ctx.stacked, ctx.parts, grad), None
+        pre_activations, parts = saved[: ctx.n_pre], _AmplitudeParts(*saved[ctx.n_pre :])
+        grad_features = _AmplitudesLogProb.first_gradient(stacked, parts, grad).unsqueeze(0)  # 1 B R+1
+        if parts.weights is not None:
+            grad_features = torch.cat([grad_features, _AmplitudesLogProb.later_gradient(stacked, parts, grad)])
+        return stacked.theta_gradient(grad_features, pre_activations), None
 
     @staticmethod
-    def gradient(stacked: StackedAmplitudes, parts: dict, grad: torch.Tensor) -> torch.Tensor:
-        """``grad (B, N)`` · ``∂ value/∂θ`` → ``(B, k)``, from the forward pass's parts."""
-        widths, z = parts["widths"], parts["z"]
-        weighted = parts["shares"] * torch.where(parts["finite"], grad.unsqueeze(1) / parts["total"], 0.0)  # B N_G N
+    def first_gradient(stacked: StackedAmplitudes, parts: _AmplitudeParts, grad: torch.Tensor) -> torch.Tensor:
+        """``grad (B, N)`` → its gradient with respect to the first factor's θ features, ``(B, R + 1)``."""
+        widths, z = parts.widths, parts.z
+        weighted = parts.shares * torch.where(parts.finite, grad.unsqueeze(1) / parts.total, 0.0)  # B N_G N
         weighted_z = weighted * z
         grad_a = weighted.sum(-1)  # B N_G: the log weights' and the log peaks' gradient
-        grad_means = weighted_z.sum(-1)  # times σ, as the next
-        grad_widths = (weighted_z * z).sum(-1) - grad_a
-        if parts["edges"] is not None:
-            edges = parts["edges"]
-            at_edges = torch.exp(-0.5 * edges * edges - _LOG_SQRT_2PI - parts["log_mass"])  # φ(α) / Z, φ(β) / Z
+        # σ ∂/∂μ and σ ∂/∂σ: the peak's -log σ, then the truncation's log Z
+        scaled_grad_means = weighted_z.sum(-1)
+        scaled_grad_widths = (weighted_z * z).sum(-1) - grad_a
+        if parts.edges is not None:
+            edges = parts.edges
+            at_edges = torch.exp(-0.5 * edges * edges - _LOG_SQRT_2PI - parts.log_mass)  # φ(α)/Z, φ(β)/Z
             at_edges = at_edges * torch.tensor([1.0, -1.0], dtype=edges.dtype).view(2, 1, 1)
-            grad_means = grad_means - grad_a * at_edges.sum(0)
-            grad_widths = grad_widths - grad_a * (edges * at_edges).sum(0)
-        grad_means, grad_widths = grad_means / widths, grad_widths / widths
+            scaled_grad_means = scaled_grad_means - grad_a * at_edges.sum(0)
+            scaled_grad_widths = scaled_grad_widths - grad_a * (edges * at_edges).sum(0)
         s_f, s_mu, s_sigma = stacked.first_scales
-        grad_logits = s_f * (grad_a - parts["log_weights"].exp() * grad_a.sum(-1, keepdim=True))
-        grad_spread = s_sigma * (widths - stacked.first_epsilon) * grad_widths
-        grad_raw = torch.cat([grad_logits, s_mu * grad_means, grad_spread], -1)  # B 3N_G
-        grad_h = (grad_raw @ stacked.first_features.T).unsqueeze(0)  # 1 B R+1
-        if "weights" in parts:
-            per_numerator = (grad / parts["numerator"]).unsqueeze(2)  # d-1 B 1 N
-            per_denominator = (grad / parts["denominator"]).unsqueeze(2)
-            grad_amplitudes = parts["weights"] * (stacked.components * per_numerator - per_denominator)
-            flat = grad_amplitudes.flatten(2)  # d-1 B N_G·N
-            grad_h = torch.cat([grad_h, torch.bmm(flat, stacked.logit_features.transpose(1, 2))])  # d B R+1
-        grad_h = grad_h[..., :-1]  # d B R
-        for j in reversed(range(len(stacked.weights))):
-            if j < len(stacked.weights) - 1:
-                grad_h = torch.where(parts["pre_activations"][j] > 0, grad_h, stacked.slope * grad_h)
-            grad_h = torch.bmm(grad_h, stacked.weights[j].transpose(1, 2))  # d B width_in
-        return grad_h.sum(0)  # B k
+        grad_logits = s_f * (grad_a - parts.log_weights.exp() * grad_a.sum(-1, keepdim=True))  # log_softmax
+        grad_means = s_mu * scaled_grad_means / widths
+        grad_widths = s_sigma * (widths - stacked.first_epsilon) * scaled_grad_widths / widths  # σ = e^{s o} + ε
+        grad_raw = torch.cat([grad_logits, grad_means, grad_widths], -1)  # B 3N_G
+        return grad_raw @ stacked.first_features.T
+
+    @staticmethod
+    def later_gradient(stacked: StackedAmplitudes, parts: _AmplitudeParts, grad: torch.Tensor) -> torch.Tensor:
+        """``grad (B, N)`` → its gradient with respect to the later factors' θ features, ``(d-1, B, R + 1)``."""
+        per_numerator = (grad / parts.numerator).unsqueeze(2)  # d-1 B 1 N
+        per_denominator = (grad / parts.denominator).unsqueeze(2)
+        grad_logits = parts.weights * (stacked.components * per_numerator - per_denominator)  # d-1 B N_G N
+        return torch.bmm(grad_logits.flatten(2), stacked.logit_features.transpose(1, 2))

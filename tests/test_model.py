@@ -410,7 +410,9 @@ def test_amplitudes_gradient_by_hand_matches_the_general_path(case):
     events = x[:300]
     grid = torch.tensor([[0.2, -0.3], [-0.9, 0.6], [3.0, -4.0]], dtype=torch.float64, requires_grad=True)
     prepared = model.prepare(events)
-    parts, _ = _AmplitudesLogProb.parts(prepared._stacked, model.scale_theta(grid.detach()))
+    scaled = model.scale_theta(grid.detach()).requires_grad_()
+    assert prepared._stacked.log_prob(scaled).grad_fn.name() == "_AmplitudesLogProbBackward"
+    parts, _, _ = _AmplitudesLogProb.parts(prepared._stacked, scaled.detach())
     assert (parts is None) == (case == "one wide")
     with pytest.warns(OutOfRangeWarning):
         values = [prepared.log_prob(grid), model.log_prob(events, grid[:, None])]
