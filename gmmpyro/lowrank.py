@@ -31,11 +31,11 @@ from .mixture import (
     _autograd_backward,
     _floored_logsumexp,
     _MixtureAtPoints,
+    _too_wide,
     component_log_prob,
     log_normal_mass,
     mixture_at_points,
     mixture_log_prob,
-    too_wide,
 )
 from .networks import MixtureOutputs, NetworkConfig, mlp, uniform_init
 
@@ -419,7 +419,7 @@ class _AmplitudesLogProb(torch.autograd.Function):
         log_peak = -torch.log(widths) - _LOG_SQRT_2PI  # component_log_prob at its mean, Z's parts kept
         edges = log_mass = None
         if bounds is not None:
-            if bool(too_wide(widths, bounds).any()):
+            if bool(_too_wide(widths, bounds).any()):
                 return None, pre_activations, stacked.expression(theta_scaled)
             edges = (torch.tensor(bounds, dtype=widths.dtype).view(2, 1, 1) - means) / widths  # 2 B N_G: α, β
             log_mass = log_normal_mass(*edges)

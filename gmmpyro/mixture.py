@@ -234,7 +234,7 @@ def _truncate(log_component, u, means, widths, bounds, truncated) -> torch.Tenso
     """
     lo, hi = bounds
     a, b = (lo - means) / widths, (hi - means) / widths
-    wide = too_wide(widths, bounds)
+    wide = _too_wide(widths, bounds)
     if truncated is not None:
         wide = wide & truncated
     if widths.device.type == "cpu" and not bool(wide.any()):  # the usual case: no wide component
@@ -250,7 +250,7 @@ def _truncate(log_component, u, means, widths, bounds, truncated) -> torch.Tenso
     return torch.where(wide, _log_wide_truncated(u, means, widths, lo, hi), out)
 
 
-def too_wide(widths: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+def _too_wide(widths: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
     """Whether each component is too wide for its mass inside ``bounds`` (``(hi - lo) / σ`` below ``(8 ε)^⅓``)."""
     lo, hi = bounds
     return widths > (hi - lo) / (8 * torch.finfo(widths.dtype).eps) ** (1 / 3)
