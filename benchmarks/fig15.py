@@ -108,6 +108,8 @@ def run(label: str, model, toy: ToyModel, args):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a trained toy model (DensityModel.save)")
+    parser.add_argument("--continuous", action="store_true", help="--model was trained on one θ per event, no grid")
+    parser.add_argument("--label", help="the model's name in the tables and the figure")
     parser.add_argument("--train-extra", action="store_true", help="also train the model with points at ±0.2")
     parser.add_argument("--extra-model", help="an already trained extra-points model instead of --train-extra")
     parser.add_argument("--save-extra", help="write the extra-points model here")
@@ -131,7 +133,8 @@ def main() -> None:
     model = gmmpyro.DensityModel.load(args.model)
     if model.history is not None:
         print(f"model {args.model}: {model.n_parameters} parameters; {model.history!r}")
-    runs = {"paper grid (7 × 7)": (model, [list(p) for p in itertools.product(GRID_VALUES, GRID_VALUES)])}
+    trained = None if args.continuous else [list(p) for p in itertools.product(GRID_VALUES, GRID_VALUES)]
+    runs = {args.label or ("one θ per event" if args.continuous else "paper grid (7 × 7)"): (model, trained)}
     extra_seconds = None
     if args.train_extra:
         extra, grid, extra_seconds = train_extra(args)
