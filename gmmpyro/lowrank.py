@@ -455,23 +455,25 @@ class _AmplitudesLogProb(torch.autograd.Function):
     @staticmethod
     def first_gradient(stacked: StackedAmplitudes, parts: _AmplitudeParts, grad: torch.Tensor) -> torch.Tensor:
         """``grad (B, N)`` → its gradient with respect to the first factor's θ features, ``(B, R + 1)``."""
-        widths, z = parts.widths, parts.z
-        weighted = parts.shares * torch.where(parts.finite, grad.unsqueeze(1) / parts.total, 0.0)  # B N_G N
-        weighted_z = weighted * z
-        grad_a = weighted.sum(-1)  # B N_G: the log weights' and the log peaks' gradient
-        # σ ∂/∂μ and σ ∂/∂σ: the peak's -log σ, then the truncation's log Z
-        scaled_grad_means = weighted_z.sum(-1)
-        scaled_grad_widths = (weighted_z * z).sum(-1) - grad_a
+        widths = parts.widths
+        # the mixture at the events; grad_a is also the log peaks' gradient (B N_G)
+        grad_a, grad_means, grad_widths, _ = _MixtureAtPoints.gradients(
+            grad, widths, parts.z, parts.shares, parts.total, parts.finite
+        )
+        # the peaks: -log σ, then the truncation's -log Z (σ ∂/∂μ and σ ∂/∂σ of log Z: Σ ±φ/Z, Σ ±(α, β) φ/Z)
+        peak_means, peak_widths = torch.zeros_like(grad_a), grad_a
         if parts.edges is not None:
             edges = parts.edges
             at_edges = torch.exp(-0.5 * edges * edges - _LOG_SQRT_2PI - parts.log_mass)  # φ(α)/Z, φ(β)/Z
             at_edges = at_edges * torch.tensor([1.0, -1.0], dtype=edges.dtype).view(2, 1, 1)
-            scaled_grad_means = scaled_grad_means - grad_a * at_edges.sum(0)
-            scaled_grad_widths = scaled_grad_widths - grad_a * (edges * at_edges).sum(0)
+            peak_means = grad_a * at_edges.sum(0)
+            peak_widths = grad_a * (1.0 + (edges * at_edges).sum(0))
+        grad_means = grad_means - peak_means / widths
+        grad_widths = grad_widths - peak_widths / widths
         s_f, s_mu, s_sigma = stacked.first_scales
         grad_logits = s_f * (grad_a - parts.log_weights.exp() * grad_a.sum(-1, keepdim=True))  # log_softmax
-        grad_means = s_mu * scaled_grad_means / widths
-        grad_widths = s_sigma * (widths - stacked.first_epsilon) * scaled_grad_widths / widths  # σ = e^{s o} + ε
+        grad_means = s_mu * grad_means
+        grad_widths = s_sigma * (widths - stacked.first_epsilon) * grad_widths  # σ = e^{s o} + ε
         grad_raw = torch.cat([grad_logits, grad_means, grad_widths], -1)  # B 3N_G
         return grad_raw @ stacked.first_features.T
 

@@ -177,13 +177,19 @@ class _MixtureAtPoints(torch.autograd.Function):
         a, means, widths, u, z, shares, total, finite = ctx.saved_tensors
         if torch.is_grad_enabled():  # the backward pass records a graph: a second derivative follows
             return _autograd_backward(_MixtureAtPoints.expression, (a, means, widths, u), ctx.needs_input_grad, grad)
-        weighted = shares * torch.where(finite, grad.unsqueeze(1) / total, 0.0)  # grad_n r_gn; 0 where L_n = -inf
-        weighted_z = weighted * z
-        grad_a = weighted.sum(-1)
-        grad_means = weighted_z.sum(-1) / widths
-        grad_widths = (weighted_z * z).sum(-1) / widths
+        grad_a, grad_means, grad_widths, weighted_z = _MixtureAtPoints.gradients(grad, widths, z, shares, total, finite)
         grad_u = -(weighted_z / widths.unsqueeze(-1)).sum((0, 1)) if ctx.needs_input_grad[3] else None
         return grad_a, grad_means, grad_widths, grad_u
+
+    @staticmethod
+    def gradients(grad, widths, z, shares, total, finite) -> tuple[torch.Tensor, ...]:
+        """``grad (B, N)`` → ``(∂/∂a, ∂/∂μ, ∂/∂σ)`` each ``(B, N_G)``, and ``grad_n r_gn z_gn (B, N_G, N)``.
+
+        From the forward pass's ``z``, ``shares``, ``total`` and ``finite`` (:func:`_floored_logsumexp`).
+        """
+        weighted = shares * torch.where(finite, grad.unsqueeze(1) / total, 0.0)  # grad_n r_gn; 0 where L_n = -inf
+        weighted_z = weighted * z
+        return weighted.sum(-1), weighted_z.sum(-1) / widths, (weighted_z * z).sum(-1) / widths, weighted_z
 
 
 def _autograd_backward(expression, inputs, needs_input_grad, grad: torch.Tensor) -> tuple:
