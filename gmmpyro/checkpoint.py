@@ -87,13 +87,17 @@ def _fingerprint_parts(model, data: dict[str, str], config) -> dict[str, str]:
     Returns:
         ``{part: hex digest}`` for the parts named in the resume error.
     """
-    training = {k: v for k, v in asdict(config).items() if k != "max_epochs"}
+    # settings added later enter only when set, so that checkpoints written before them still resume
+    training = {k: v for k, v in asdict(config).items() if k != "max_epochs" and not (k == "bootstrap" and not v)}
+    network = {"config": model.config.to_dict(), "dtype": str(model.dtype)}
+    if model.ensemble > 1:
+        network["ensemble"] = model.ensemble
     return {
         **{part: digest for part, digest in data.items() if part in _PARTS},
         "observables": _json_digest([o.to_dict() for o in model.observables]),
         "params": _json_digest(list(model.params)),
         "order": _json_digest(list(model.order)),
-        "network": _json_digest({"config": model.config.to_dict(), "dtype": str(model.dtype)}),
+        "network": _json_digest(network),
         "training": _json_digest(training),
     }
 

@@ -53,6 +53,13 @@ class DensityModel(nn.Module):
         params: the ``k`` parameter names, column order of ``theta``.
         config: network constants.
         order: autoregressive order, as observable names or column indices (default: as given).
+        ensemble: number of members ``K``. With ``K > 1`` the model holds ``K`` sets of
+            factor networks, started from different random weights and trained together
+            (:attr:`TrainingConfig.bootstrap` also gives each its own bootstrap weights), and
+            its density is their equal mixture,
+            ``log p(x|θ) = logsumexp_m log p_m(x|θ) - log K``;
+            :meth:`member_log_prob` gives each member's value and :meth:`member` one member
+            as a model of its own. Their spread measures the model's uncertainty.
         device, dtype: where and in which precision the networks run.
 
     Example:
@@ -73,10 +80,14 @@ class DensityModel(nn.Module):
         params: Sequence[str],
         config: NetworkConfig | None = None,
         order: Sequence[str | int] | None = None,
+        ensemble: int = 1,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
+        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+            raise ValueError(f"ensemble must be an integer >= 1 (the number of members), got {ensemble!r}")
+        self.ensemble = ensemble
         self.observables = tuple(observables)
         if not self.observables or not all(isinstance(o, Observable) for o in self.observables):
             raise TypeError("observables must be a non-empty sequence of gmmpyro.Observable")
@@ -104,6 +115,7 @@ class DensityModel(nn.Module):
                 self.observables[column].n_categories if self.observables[column].discrete else None,
                 self.latent_range,
             )
+            for _member in range(ensemble)
             for position, column in enumerate(self.order)
         )
         self.register_buffer("theta_low", torch.full((k,), float("nan"), dtype=torch.float64))
@@ -293,13 +305,15 @@ class DensityModel(nn.Module):
             positions: the factors to compute (default all); the others are ``None``.
 
         Returns:
-            One entry per factor: a tensor ``(*, W_i)``, or ``None`` for the first factor
-            (no preceding observables) and factors not asked for.
+            One entry per network (``K·d``, member by member): a tensor ``(*, W_i)``, or
+            ``None`` for a first factor (no preceding observables) and networks not asked for.
         """
         scaled = self._scale_latent(u_ordered)
         wanted = range(len(self.networks)) if positions is None else positions
+        d = len(self.observables)
         return [
-            self.networks[p].event_part(scaled[..., :p]) if p in wanted else None for p in range(len(self.networks))
+            self.networks[p].event_part(scaled[..., : p % d]) if p in wanted else None
+            for p in range(len(self.networks))
         ]
 
     def theta_features(self, theta_scaled: torch.Tensor, positions: Sequence[int] | None = None) -> list:
@@ -328,18 +342,20 @@ class DensityModel(nn.Module):
             u_ordered: latent values in autoregressive order, shape ``(*x, d)``.
             theta_features: :meth:`theta_features` entries, each ``(*θ, W_i)``.
             event_features: :meth:`event_features` entries, each ``(*x, W_i)`` or ``None``.
-            positions: the factors to score (default all).
+            positions: the networks to score (default all ``K·d``; network ``m·d + i`` is
+                member ``m``'s factor ``i``).
 
         Returns:
             Shape ``broadcast(*θ, *x) + (len(positions),)``.
         """
         positions = range(len(self.networks)) if positions is None else positions
+        d = len(self.observables)
         out = []
         for position in positions:
-            net, column = self.networks[position], self.order[position]
+            net, column = self.networks[position], self.order[position % d]
             obs = self.observables[column]
             theta_part, event_part = theta_features[position], event_features[position]
-            u = u_ordered[..., position]
+            u = u_ordered[..., position % d]
             if obs.discrete:
                 log_probs = net.log_probs(theta_part, event_part)  # B n_cat
                 index = (u - obs.bounds[0]).long()
@@ -367,13 +383,69 @@ class DensityModel(nn.Module):
         Raises:
             ValueError: wrong shapes, NaN or inf.
         """
+        return self.combine_members(self.member_log_prob(x, theta, space))
+
+    def member_log_prob(self, x, theta, space: Space = "data") -> torch.Tensor:
+        """Each ensemble member's log density (see :meth:`log_prob` for the arguments).
+
+        The spread over the first dimension is the model's uncertainty: per event,
+        ``member_log_prob(x, θ).std(0)``; per parameter point for a dataset ``x (N, d)``,
+        ``member_log_prob(x, θ).sum(-1).std(0)``.
+
+        Returns:
+            Shape ``(K,) + broadcast(x.shape[:-1], theta.shape[:-1])``; ``K = 1`` for a
+            single model.
+
+        Example:
+            >>> import gmmpyro
+            >>> toy = gmmpyro.toy.ToyModel()
+            >>> x, theta = toy.grid_dataset(100, grid=[[0.0, 0.0], [1.0, 1.0]], seed=0)
+            >>> model = DensityModel(toy.observables, ["cx", "cy"], config=NetworkConfig(n_gauss=4, A1=8, B1=8, B2=2),
+            ...                      ensemble=3)
+            >>> _ = model.fit(x, theta, config=gmmpyro.TrainingConfig(max_epochs=1), progress=False)
+            >>> model.member_log_prob(x[:5], torch.tensor([0.5, 0.5])).shape
+            torch.Size([3, 5])
+        """
         x = self._as_events(x, space)
         theta = self.check_theta(theta)
         _check_broadcast(x, theta)
         u, log_det, inside = self.to_latent(x, space)
         factors = self.factor_log_probs(u, self.theta_features(self.scale_theta(theta)), self.event_features(u))
-        total = factors.sum(-1) + log_det
+        total = self.member_totals(factors) + log_det
         return torch.where(inside, total, torch.full_like(total, -float("inf")))
+
+    def member_totals(self, factors: torch.Tensor) -> torch.Tensor:
+        """Per-network log densities ``(*, K·d)`` summed into each member's ``(K, *)``."""
+        d = len(self.observables)
+        return factors.unflatten(-1, (self.ensemble, d)).sum(-1).movedim(-1, 0)
+
+    def combine_members(self, member_log_probs: torch.Tensor) -> torch.Tensor:
+        """The ensemble's log density from its members' ``(K, *)``: ``logsumexp - log K``, shape ``(*)``."""
+        if self.ensemble == 1:
+            return member_log_probs[0]
+        return torch.logsumexp(member_log_probs, 0) - math.log(self.ensemble)
+
+    def member(self, index: int) -> DensityModel:
+        """Member ``index`` of an ensemble as a model of its own, sharing its networks, projection and θ range.
+
+        Use it for anything done per member: a profile scan or posterior each, to see how
+        much intervals move with the model's uncertainty, or :meth:`components`.
+
+        Example:
+            >>> model = DensityModel([Observable("x")], ["a"], ensemble=2)
+            >>> model.member(1).ensemble
+            1
+        """
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.ensemble:
+            raise ValueError(f"member index must be an integer in [0, {self.ensemble}), got {index!r}")
+        d = len(self.observables)
+        view = DensityModel(self.observables, self.params, self.config, self.order, device=self.device)
+        view.to(dtype=self.dtype)
+        view.networks = nn.ModuleList(self.networks[index * d : (index + 1) * d])
+        view.theta_low, view.theta_high = self.theta_low, self.theta_high
+        if self.projection is not None:
+            view.set_projection(self.projection)
+        return view
 
     def prepare(self, x) -> PreparedModelEvents:
         """Do the θ-independent work for a fixed set of events once (projection, event features).
@@ -394,6 +466,9 @@ class DensityModel(nn.Module):
     def sample(self, n: int, theta, seed: int | None = None) -> torch.Tensor:
         """Draw events, one autoregressive factor at a time.
 
+        An ensemble draws each event from a member chosen uniformly at random (every member
+        draws ``n`` events, so this costs ``K`` times a single model's draw).
+
         Arguments:
             n: number of events per parameter point.
             theta: parameters, shape ``(*batch, k)``.
@@ -409,25 +484,37 @@ class DensityModel(nn.Module):
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        batch = theta.shape[:-1]
         with torch.no_grad():
-            theta_parts = [part.expand(int(n), *batch, -1) for part in self.theta_features(self.scale_theta(theta))]
-            u = torch.zeros(int(n), *batch, len(self.observables), dtype=self.dtype, device=self.device)
-            for position, net in enumerate(self.networks):
-                obs = self.observables[self.order[position]]
-                event_part = net.event_part(self._scale_latent(u)[..., :position])
-                if obs.discrete:
-                    probs = net.log_probs(theta_parts[position], event_part).exp().reshape(-1, obs.n_categories)
-                    self._require_finite(probs, obs, theta)
-                    draw = torch.multinomial(probs, 1, generator=generator).reshape(int(n), *batch)
-                    u[..., position] = draw.to(self.dtype) + obs.bounds[0]
-                else:
-                    bounds = self.latent_range if (obs.bounded and self.config.truncate) else None
-                    mixture = net.mixture(theta_parts[position], event_part)
-                    self._require_finite(torch.stack(torch.broadcast_tensors(*mixture)), obs, theta)
-                    u[..., position] = sample_mixture(*mixture, bounds, generator)
+            draws = torch.stack([self._sample_latent(m, int(n), theta, generator) for m in range(self.ensemble)])
+            u = draws[0]
+            if self.ensemble > 1:
+                chosen = torch.randint(self.ensemble, u.shape[:-1], generator=generator, device=self.device)
+                u = torch.gather(draws, 0, chosen[None, ..., None].expand(1, *u.shape))[0]
             u_columns = u[..., list(_inverse_permutation(self.order))]
             return self.projection.inverse(u_columns)
+
+    def _sample_latent(self, member: int, n: int, theta: torch.Tensor, generator) -> torch.Tensor:
+        """``n`` draws of one member at ``theta (*batch, k)``: latent values in order, ``(n, *batch, d)``."""
+        d = len(self.observables)
+        networks = self.networks[member * d : (member + 1) * d]
+        batch = theta.shape[:-1]
+        theta_scaled = self.scale_theta(theta)
+        u = torch.zeros(n, *batch, d, dtype=self.dtype, device=self.device)
+        for position, net in enumerate(networks):
+            obs = self.observables[self.order[position]]
+            theta_part = net.theta_part(theta_scaled).expand(n, *batch, -1)
+            event_part = net.event_part(self._scale_latent(u)[..., :position])
+            if obs.discrete:
+                probs = net.log_probs(theta_part, event_part).exp().reshape(-1, obs.n_categories)
+                self._require_finite(probs, obs, theta)
+                draw = torch.multinomial(probs, 1, generator=generator).reshape(n, *batch)
+                u[..., position] = draw.to(self.dtype) + obs.bounds[0]
+            else:
+                bounds = self.latent_range if (obs.bounded and self.config.truncate) else None
+                mixture = net.mixture(theta_part, event_part)
+                self._require_finite(torch.stack(torch.broadcast_tensors(*mixture)), obs, theta)
+                u[..., position] = sample_mixture(*mixture, bounds, generator)
+        return u
 
     def _require_finite(self, values: torch.Tensor, obs: Observable, theta: torch.Tensor) -> None:
         """Sampling far outside the training range can overflow the network: say so instead of drawing garbage."""
@@ -456,6 +543,11 @@ class DensityModel(nn.Module):
             ``MixtureComponents(weights, means, widths)``, each ``(*, N_G)``.
         """
         self._require_fitted()
+        if self.ensemble > 1:
+            raise ValueError(
+                f"this ensemble's factors are mixtures over its {self.ensemble} members: "
+                "use model.member(m).components(...)"
+            )
         names = [o.name for o in self.observables]
         column = names.index(index) if isinstance(index, str) and index in names else index
         if not isinstance(column, int) or not 0 <= column < len(names):
@@ -553,7 +645,8 @@ class DensityModel(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"observables={[o.name for o in self.observables]}, params={list(self.params)}, "
-            f"order={list(self.order)}, n_parameters={self.n_parameters}, fitted={self.is_fitted}"
+            f"order={list(self.order)}, ensemble={self.ensemble}, n_parameters={self.n_parameters}, "
+            f"fitted={self.is_fitted}"
         )
 
 

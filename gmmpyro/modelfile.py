@@ -126,6 +126,7 @@ def save_model(model, path: str | Path) -> None:
         "observables": [o.to_dict() for o in model.observables],
         "params": list(model.params),
         "order": list(model.order),
+        "ensemble": model.ensemble,
         "network": model.config.to_dict(),
         "dtype": str(model.dtype).removeprefix("torch."),
         "projection": model.projection.config(),
@@ -148,6 +149,7 @@ def load_model(cls, path: str | Path, map_location: torch.device | str | None = 
             config["params"],
             config=NetworkConfig.from_dict(config["network"]),
             order=config["order"],
+            ensemble=config.get("ensemble", 1),  # files written before ensembles existed hold one model
             dtype=dtype,
         )
     except (AttributeError, KeyError, TypeError, ValueError) as error:

@@ -69,7 +69,11 @@ class PreparedModelEvents:
         stacked = {"lowrank": StackedLowRank, "amplitudes": StackedAmplitudes}.get(model.config.design)
         if stacked is not None and not any(o.discrete for o in model.observables):
             truncated = [model.observables[c].bounded and model.config.truncate for c in model.order]
-            self._stacked = stacked(model.networks, features, self._u, truncated, model.latent_range)
+            d = len(model.observables)
+            members = [slice(m * d, (m + 1) * d) for m in range(model.ensemble)]
+            self._stacked = [
+                stacked(model.networks[m], features[m], self._u, truncated, model.latent_range) for m in members
+            ]
         else:
             self._event_features = [
                 net.event_layout(f.detach()) if f is not None else None
@@ -78,14 +82,23 @@ class PreparedModelEvents:
 
     def log_prob(self, theta) -> torch.Tensor:
         """Per-event log densities at ``theta (*b, k)``, shape ``(*b, N)``; differentiable in ``theta``."""
+        return self.model.combine_members(self.member_log_prob(theta))
+
+    def member_log_prob(self, theta) -> torch.Tensor:
+        """Each ensemble member's per-event log densities at ``theta (*b, k)``, shape ``(K, *b, N)``.
+
+        See :meth:`gmmpyro.DensityModel.member_log_prob`; ``member_log_prob(θ).sum(-1).std(0)``
+        is the spread of the dataset's log-likelihood over the members.
+        """
         model = self.model
         theta = model.check_theta(theta)
         if self._stacked is not None:
             flat = model.scale_theta(theta).reshape(-1, theta.shape[-1])  # B k
-            latent = self._stacked.log_prob(flat).reshape(*theta.shape[:-1], self.n_events)  # b N
+            latent = torch.stack([s.log_prob(flat) for s in self._stacked])  # K B N
+            latent = latent.reshape(model.ensemble, *theta.shape[:-1], self.n_events)  # K b N
         else:
             theta_features = [f.unsqueeze(-2) for f in model.theta_features(model.scale_theta(theta))]  # b 1 W
-            latent = model.factor_log_probs(self._u, theta_features, self._event_features).sum(-1)  # b N
+            latent = model.member_totals(model.factor_log_probs(self._u, theta_features, self._event_features))
         total = latent + self._log_det
         if self.all_inside:
             return total

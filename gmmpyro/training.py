@@ -47,9 +47,13 @@ class TrainingConfig:
         tolerance: smallest validation-loss decrease (nats/event) that counts as improvement.
         max_epochs: upper limit of epochs.
         validation_fraction: fraction of events held out for validation (paper: 0.4).
-        seed: seed of the split and of the batch order.
+        seed: seed of the split and of the batch order (and of the bootstrap weights).
         joint: one forward/backward pass per batch for all networks (``True``) or one
             network at a time (``False``); both reach the same optimum.
+        bootstrap: give each member of an ensemble (``DensityModel(ensemble=K)``) its own
+            Poisson(1) bootstrap weight per training event, on top of its own initial
+            weights, so that the members' spread also reflects the finite number of
+            simulated events. Needs the events in memory (not ``ParquetEvents``).
 
     Example:
         >>> TrainingConfig(batch_size=1000).lr_patience
@@ -66,6 +70,7 @@ class TrainingConfig:
     validation_fraction: float = 0.2
     seed: int = 0
     joint: bool = True
+    bootstrap: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -87,6 +92,9 @@ class TrainingConfig:
             raise ValueError(f"TrainingConfig.validation_fraction must lie in (0, 1), got {self.validation_fraction}")
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
             raise ValueError(f"TrainingConfig.tolerance must be finite and >= 0, got {self.tolerance}")
+        for name in ("joint", "bootstrap"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TrainingConfig.{name} must be True or False, got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -94,7 +102,8 @@ class TrainingHistory:
     """What happened in training; per epoch one value per network (``nan`` once it stopped).
 
     Attributes:
-        names: observable name of each network, in autoregressive order.
+        names: observable name of each network, in autoregressive order (for an ensemble,
+            member by member, as ``"x1[m]"``).
         train_loss, val_loss, lr: lists over epochs of lists over networks (nats/event,
             latent space).
         best_epoch: per network, the epoch whose weights were kept (0-based).
@@ -277,9 +286,20 @@ class _FactorLogProbs(torch.nn.Module):
         self.model = model
 
     def forward(self, u, theta_scaled, positions: list[int]) -> torch.Tensor:
-        """``log p`` of the factors at ``positions`` for events ``u (B, d)`` at ``theta_scaled (B, k)``: ``(B, P)``."""
+        """``log p`` of the networks at ``positions`` for events ``u (B, d)``: ``(B, P)``.
+
+        ``theta_scaled`` is ``(B, k)``, or ``(B, K, k)`` with one copy per ensemble member (so
+        that each member's ∇θ is its own, for the joint score).
+        """
         model = self.model
-        theta_features = model.theta_features(theta_scaled, positions)
+        if theta_scaled.dim() == 3:
+            d = len(model.observables)
+            theta_features = [
+                net.theta_part(theta_scaled[:, p // d]) if p in positions else None
+                for p, net in enumerate(model.networks)
+            ]
+        else:
+            theta_features = model.theta_features(theta_scaled, positions)
         event_features = model.event_features(u, positions)
         return model.factor_log_probs(u, theta_features, event_features, positions)
 
@@ -317,6 +337,13 @@ class _Trainer:
         self.bad_epochs = [0] * self.d
         self.lr_bad_epochs = [0] * self.d
         self.active = [True] * self.d
+        self.member_of = torch.arange(self.d, device=model.device) // len(model.observables)
+        self.bootstrap = None
+        if config.bootstrap:
+            n = events.table[0].shape[0]
+            generator = torch.Generator().manual_seed(config.seed + 1)
+            counts = torch.poisson(torch.ones(n, model.ensemble, dtype=torch.float64), generator=generator)
+            self.bootstrap = counts.to(device=events.table[0].device, dtype=model.dtype)  # N K
 
     def _batch(self, table: list[torch.Tensor], index: torch.Tensor) -> list[torch.Tensor]:
         device = self.model.device
@@ -352,12 +379,17 @@ class _Trainer:
         for table, batch in self.events.training_batches(epoch):
             if batch.numel() < world:  # a last batch too small to give every process an event
                 continue
-            u, theta_scaled, w, *score = self._batch(table, parallel.shard(batch))
+            shard = parallel.shard(batch)
+            u, theta_scaled, w, *score = self._batch(table, shard)
+            member_weights = w[:, None]  # B 1, or B K with bootstrap weights
+            if self.bootstrap is not None:
+                member_weights = member_weights * self._batch([self.bootstrap], shard)[0]
             if self.score_weight:
-                log_probs, score_sum = self._with_score(u, theta_scaled, w, score[0], positions)
+                log_probs, score_sum = self._with_score(u, theta_scaled, member_weights, score[0], positions)
             else:
                 log_probs, score_sum = self.step_factors(u, theta_scaled, positions), w.new_zeros(())
-            loss_sums = -(w[:, None] * log_probs).sum(0)
+            network_weights = member_weights[:, self.member_of[positions]] if self.bootstrap is not None else w[:, None]
+            loss_sums = -(network_weights * log_probs).sum(0)
             local = torch.cat([score_sum.detach().reshape(1), loss_sums.detach()]).to(torch.float64)
             # every process holds the whole batch's weights: its total needs no communication
             weights = table[2][batch.to(table[2].device)] if parallel.distributed else w
@@ -382,7 +414,7 @@ class _Trainer:
             sums += local
             weight_total += batch_weight
         sums = parallel.sum(sums)  # one collective per epoch
-        self.score_loss = float(sums[0]) / weight_total
+        self.score_loss = float(sums[0]) / weight_total / self.model.ensemble
         return (sums[1:] / weight_total).tolist()
 
     def _check_gradients(self, epoch: int, positions: list[int], losses: torch.Tensor) -> None:
@@ -398,18 +430,26 @@ class _Trainer:
             self.diverged(epoch, positions, torch.where(finite, losses, torch.nan), "training")
 
     def _with_score(self, u, theta_scaled, w, score, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probabilities of the factors at ``positions`` ``(B, P)`` and ``Σ w |∇θ log p̂ - t|²`` (a scalar).
+        """Log-probabilities of the networks at ``positions`` ``(B, P)`` and ``Σ w |∇θ log p̂ - t|²`` (a scalar).
 
-        ``∇θ log p̂`` sums the θ-gradients of every factor (the projection does not depend on θ);
-        each event's log-density depends on its own θ row only, so the gradient of their sum with
-        respect to the ``(B, k)`` θ inputs is the per-event score. The graph is kept so that the
-        loss can be differentiated with respect to the weights (a second derivative).
+        ``∇θ log p̂`` sums the θ-gradients of a member's factors (the projection does not depend
+        on θ); each event's log-density depends on its own θ row only, so the gradient of their
+        sum with respect to the θ inputs is the per-event score. An ensemble's members each get
+        their own θ copy ``(B, K, k)``, their own score and their own weights ``w (B, 1 or K)``;
+        the scalar sums over members. The graph is kept so that the loss can be differentiated
+        with respect to the weights (a second derivative).
         """
-        theta_scaled = theta_scaled.detach().requires_grad_(True)
+        K = self.model.ensemble
+        theta_scaled = theta_scaled.detach()
+        if K > 1:
+            theta_scaled = theta_scaled[:, None].expand(-1, K, -1).clone()
+        theta_scaled.requires_grad_(True)
         every = list(range(len(self.model.networks)))
         log_probs = self.step_factors(u, theta_scaled, every)
         (gradient,) = torch.autograd.grad(log_probs.sum(), theta_scaled, create_graph=True)
-        mismatch = ((gradient * self.theta_scale - score) ** 2).sum(-1)
+        if K == 1:
+            gradient = gradient[:, None]  # B 1 k
+        mismatch = ((gradient * self.theta_scale - score[:, None]) ** 2).sum(-1)  # B K
         return log_probs[:, positions], (w * mismatch).sum()
 
     @torch.no_grad()
@@ -449,7 +489,8 @@ class _Trainer:
         model = self.model
         values = dict(zip(positions, losses.tolist(), strict=True))
         bad = [p for p in positions if not math.isfinite(values[p])]
-        networks = ", ".join(f"{model.observables[model.order[p]].name!r} ({values[p]})" for p in bad)
+        names = network_names(model)
+        networks = ", ".join(f"{names[p]!r} ({values[p]})" for p in bad)
         lrs = sorted({self.optimizer.param_groups[p]["lr"] for p in bad})
         raise TrainingError(
             f"training diverged in epoch {epoch}: the {stage} loss is not finite for the "
@@ -461,7 +502,7 @@ class _Trainer:
         """Which weights each network is left with after :meth:`finish`, in words."""
         if not any(math.isfinite(best) for best in self.best):
             return "The model keeps its initial weights."
-        names = [self.model.observables[c].name for c in self.model.order]
+        names = network_names(self.model)
         kept = [
             f"{name!r} those of epoch {epoch}" if math.isfinite(best) else f"{name!r} its initial ones"
             for name, best, epoch in zip(names, self.best, self.best_epoch, strict=True)
@@ -484,6 +525,14 @@ class _Trainer:
             self.lr_bad_epochs[position] = 0
         if self.bad_epochs[position] >= config.stop_patience:
             self.active[position] = False
+
+
+def network_names(model) -> list[str]:
+    """The observable of each network in autoregressive order; ``"x1[m]"`` for member ``m`` of an ensemble."""
+    names = [model.observables[c].name for c in model.order]
+    if model.ensemble == 1:
+        return names
+    return [f"{name}[{m}]" for m in range(model.ensemble) for name in names]
 
 
 def _divergence_causes(model, positions: list[int], lrs: list[float]) -> list[str]:
@@ -536,6 +585,11 @@ def _stream(model, events: ParquetEvents, theta, weights, score, reference, conf
     """The checked, summarised events of Parquet files, for training ``model``."""
     if theta is not None or weights is not None or score is not None:
         raise ValueError("with ParquetEvents, θ, weights and scores are columns of the files: omit theta and weights")
+    if config.bootstrap:
+        raise ValueError(
+            "TrainingConfig(bootstrap=True) draws a weight per event and member: it needs the events in memory, "
+            "not ParquetEvents"
+        )
     stream = StreamedEvents(events, model.observables, model.params, reference=reference, seed=config.seed)
     _check_theta_range(model, stream.theta_low, stream.theta_high)
     largest = torch.tensor(1 / stream.weight_mean, dtype=torch.float64).to(model.dtype)  # the largest scaled weight
@@ -653,7 +707,7 @@ def train(
         device = {"dtype": model.dtype, "device": model.device}
         events = InMemoryEvents(u, theta_scaled, training_weights, score, **device, **split)
     trainer = _Trainer(model, events, config, parallel, score_weight)
-    history = TrainingHistory(names=[model.observables[c].name for c in model.order])
+    history = TrainingHistory(names=network_names(model))
     start_epoch = checkpoint.resume(trainer, history) if checkpoint else 0
     nan = float("nan")
     schedule = [list(range(trainer.d))] if config.joint else [[p] for p in range(trainer.d)]
