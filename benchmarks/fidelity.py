@@ -8,7 +8,9 @@ Every row trains on the same number of simulated toy events (cx, cy; SPEC §6; `
 * ``uniform``: one θ per event, drawn uniformly (:func:`gmmpyro.designs.uniform`);
 * ``sobol``: one θ per event from a scrambled Sobol' sequence (:func:`gmmpyro.designs.sobol`);
 * a ``+score`` suffix: with the simulator's joint score ``t = ∇θ log p(x|θ)`` (the toy returns
-  it with each event), ``fit(score=t, score_weight=--alpha)``.
+  it with each event), ``fit(score=t, score_weight=--alpha)``;
+* ``--ensemble K``: every row trains ``DensityModel(ensemble=K)`` (``--bootstrap``: with
+  Poisson bootstrap weights) and adds the spread columns below.
 
 and each network of ``--networks``: the paper-size network of a design (``paper``, ``lowrank``,
 ``amplitudes``, rank ``--rank``) or the demo's small low-rank one (``demo``). Columns: the KL
@@ -19,6 +21,15 @@ and with the exact density on a 21 × 21 grid of ±0.3 around the truth:
 :func:`gmmpyro.validation.contour_agreement`; mean IoU of the 68 % and 95 % regions and the
 MLE distance, ± the standard error over datasets) and the training time. Training: batches of
 500, Adam at 1e-3, at most ``--epochs`` epochs, stopping after 8 without improvement.
+
+The spread columns of an ensemble (is its model uncertainty honest?): at 25 held-out θ (a
+Sobol' set over the box, seed 123), 2 000 fresh events each, the error of the members' mean
+``e = mean_m log p_m(x|θ) - log p_true(x|θ)`` against the members' spread ``s = sd_m log p_m``.
+If the truth behaved like one more member, ``e / (s √(1 + 1/K))`` would follow Student's t
+with ``K - 1`` degrees of freedom: *coverage* is the fraction of events with ``|e|`` inside its
+central 68 % interval (0.68 if honest, lower if overconfident); *ρ events* is the rank
+correlation of ``|e|`` and ``s`` over events, *ρ θ* that of the 25 points' mean ``|e|`` and
+mean ``s`` (does the spread point to where the model is wrong?).
 
 Usage::
 
@@ -85,17 +96,21 @@ def run_row(args, network: str, row: str, seed: int) -> dict:
     theta = training_theta(design, args.events, seed)
     x, score = toy.simulate(theta, seed=seed + 1, score=True)
     torch.manual_seed(seed)
-    model = gmmpyro.DensityModel(toy.observables, toy.params, config=network_config(network, args.rank))
-    config = gmmpyro.TrainingConfig(
-        batch_size=500, learning_rate=1e-3, max_epochs=args.epochs, stop_patience=8, seed=seed
+    model = gmmpyro.DensityModel(
+        toy.observables, toy.params, config=network_config(network, args.rank), ensemble=args.ensemble
     )
+    config = gmmpyro.TrainingConfig(
+        batch_size=500, learning_rate=1e-3, max_epochs=args.epochs, stop_patience=8, seed=seed,
+        bootstrap=args.bootstrap,
+    )  # fmt: skip
     tic = time.perf_counter()
     model.fit(x.float(), theta.float(), score=score.float() if with_score else None,
               score_weight=args.alpha if with_score else None, config=config, progress=False)  # fmt: skip
     seconds = time.perf_counter() - tic
     if args.save_dir:
         os.makedirs(args.save_dir, exist_ok=True)
-        model.save(os.path.join(args.save_dir, f"fidelity_{network}_{row}_seed{seed}.gmm"))
+        ensemble = f"_x{args.ensemble}{'b' if args.bootstrap else ''}" if args.ensemble > 1 else ""
+        model.save(os.path.join(args.save_dir, f"fidelity_{network}_{row}{ensemble}_seed{seed}.gmm"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a corner point lies a hair outside the range of drawn θ
         gaps = [gap for gap, _ in kl_gaps(model.log_prob, toy, args.eval_events, seed=10_000)]
@@ -110,7 +125,31 @@ def run_row(args, network: str, row: str, seed: int) -> dict:
         "kl_mean": float(np.mean(gaps)), "kl_worst": float(np.max(gaps)), "iou68": agreement.iou_68,
         "iou95": agreement.iou_95, "distance": agreement.mle_distance, "seconds": seconds,
         "epochs": model.history.n_epochs, "events": len(theta),
+        **(spread_check(model, toy) if model.ensemble > 1 else {}),
     }  # fmt: skip
+
+
+def spread_check(model, toy: ToyModel, n_points: int = 25, n_events: int = 2_000) -> dict:
+    """Coverage and rank correlations of the members' spread against their actual error (see the module text)."""
+    from scipy import stats
+
+    K = model.ensemble
+    points = designs.sobol(n_points, toy.theta_bounds, seed=123)
+    t68 = stats.t.ppf(0.84, K - 1) * np.sqrt(1 + 1 / K)
+    errors, spreads = [], []
+    for j, theta in enumerate(points):
+        x = toy.sample(n_events, theta, seed=20_000 + j)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            members = model.member_log_prob(x.float(), theta.float()).double()  # K N
+            errors.append((members.mean(0) - toy.log_prob(x, theta)).numpy())
+            spreads.append(members.std(0).numpy())
+    errors, spreads = np.abs(np.array(errors)), np.array(spreads)  # points × events
+    return {
+        "coverage": float(np.mean(errors <= t68 * spreads)),
+        "rho_events": float(stats.spearmanr(errors.ravel(), spreads.ravel())[0]),
+        "rho_theta": float(stats.spearmanr(errors.mean(1), spreads.mean(1))[0]),
+    }
 
 
 def mean_se(values: np.ndarray) -> str:
@@ -133,14 +172,17 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, default=2, help="pseudo-datasets per true point")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--save-dir", help="save each trained model here")
+    parser.add_argument("--ensemble", type=int, default=1, help="members K of every row's model")
+    parser.add_argument("--bootstrap", action="store_true", help="ensembles with bootstrap weights")
     args = parser.parse_args()
     print(f"machine: {platform.platform()} | {os.cpu_count()} CPUs | {torch.get_num_threads()} torch threads | "
           f"torch {torch.__version__}; {args.events} events per row, ≤ {args.epochs} epochs, score weight "
           f"{args.alpha}; KL over {args.eval_events} events per point; {9 * args.datasets} datasets of 400 "
-          "events")  # fmt: skip
+          f"events; ensemble K = {args.ensemble}{' with bootstrap weights' if args.bootstrap else ''}")  # fmt: skip
+    spread = args.ensemble > 1
     print("| network | recipe | seed | events | epochs | training (s) | KL mean | KL worst | IoU 68 % | IoU 95 % "
-          "| MLE distance |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|")
+          "| MLE distance |" + (" coverage | ρ events | ρ θ |" if spread else ""))  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|" + ("---:|---:|---:|" if spread else ""))
     for seed in args.seeds:
         for network in args.networks:
             for row in args.rows:
@@ -148,6 +190,8 @@ def main() -> None:
                 cells = [network, row, seed, r["events"], r["epochs"], f"{r['seconds']:.0f}"]
                 cells += [f"{r['kl_mean']:.4f}", f"{r['kl_worst']:.4f}"]
                 cells += [mean_se(r[name]) for name in ("iou68", "iou95", "distance")]
+                if spread:
+                    cells += [f"{r[name]:.3f}" for name in ("coverage", "rho_events", "rho_theta")]
                 print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 
