@@ -10,7 +10,9 @@ or as a ``(k, 2)`` sequence, array or tensor of ``(low, high)`` rows such as
 * :func:`sobol` — a scrambled Sobol' sequence: balanced in every dyadic interval when ``n`` is
   a power of two;
 * :func:`latin_hypercube` — a Latin hypercube: every one of ``n`` equal strata of every axis
-  holds exactly one point.
+  holds exactly one point;
+* :func:`suggest_points` — where to simulate next: the points where the members of a trained
+  ensemble (``DensityModel(ensemble=K)``) disagree most, measured by :func:`disagreement`.
 
 Off-grid designs give one event per distinct ``θ``; :meth:`gmmpyro.DensityModel.fit` then fits
 the projection on all events (see :func:`gmmpyro.training.train`).
@@ -36,7 +38,7 @@ import torch
 
 from .exceptions import GmmpyroWarning, warn
 
-__all__ = ["grid", "latin_hypercube", "sobol", "uniform"]
+__all__ = ["disagreement", "grid", "latin_hypercube", "sobol", "suggest_points", "uniform"]
 
 Bounds = Mapping[str, Sequence[float]] | Sequence[Sequence[float]] | torch.Tensor | np.ndarray
 
@@ -209,3 +211,141 @@ def latin_hypercube(n: int, bounds: Bounds, seed: int | None = None) -> torch.Te
     n, table = _check_n(n), _as_bounds(bounds)
     unit = _qmc_engine(qmc.LatinHypercube, table.shape[0], seed).random(n)
     return _scale(torch.from_numpy(unit), table)
+
+
+def disagreement(model, theta, events: int = 256, seed: int | None = None, chunk: int = 64) -> torch.Tensor:
+    """How much the members of an ensemble disagree at each ``θ``: their Jensen–Shannon divergence.
+
+    .. math:: D(θ) = \\frac{1}{K} \\sum_m \\mathrm{KL}\\big(p_m(\\cdot|θ) \\,\\|\\, \\bar p(\\cdot|θ)\\big),
+              \\qquad \\bar p = \\frac{1}{K} \\sum_m p_m,
+
+    in nats per event: the information one simulated event at ``θ`` gives, on average, about
+    which member is right (0 where all agree; at most ``log K``). Each KL is estimated from
+    ``events`` draws of that member, so the estimate carries Monte-Carlo noise of order
+    ``sd / √events``.
+
+    Arguments:
+        model: a trained :class:`~gmmpyro.DensityModel` with ``ensemble >= 2``.
+        theta: parameter points, shape ``(C, k)``.
+        events: draws per member and point.
+        seed: seed of the draws (``None``: torch's global stream).
+        chunk: points evaluated together (memory: ``K² · events · chunk`` log-densities).
+
+    Returns:
+        ``D``, shape ``(C,)``, float64 on the CPU.
+
+    Example:
+        >>> import gmmpyro
+        >>> toy = gmmpyro.toy.ToyModel()
+        >>> x, theta = toy.grid_dataset(100, grid=[[0.0, 0.0], [1.0, 1.0]], seed=0)
+        >>> model = gmmpyro.DensityModel(toy.observables, toy.params, ensemble=2,
+        ...     config=gmmpyro.NetworkConfig(n_gauss=4, A1=8, B1=8, B2=2))
+        >>> _ = model.fit(x, theta, config=gmmpyro.TrainingConfig(max_epochs=1), progress=False)
+        >>> disagreement(model, [[0.5, 0.5], [0.0, 1.0]], events=32, seed=0).shape
+        torch.Size([2])
+    """
+    K = _check_ensemble(model)
+    theta = model.check_theta(theta)
+    if theta.dim() != 2:
+        raise ValueError(f"theta must have shape (C, {len(model.params)}), got {tuple(theta.shape)}")
+    events, chunk = _check_n(events), _check_n(chunk)
+    members = [model.member(m) for m in range(K)]
+    out = []
+    with torch.no_grad():
+        for start in range(0, theta.shape[0], chunk):
+            points = theta[start : start + chunk]  # c k
+            seeds = [None if seed is None else int(seed) + 7919 * m + start for m in range(K)]
+            draws = [member.sample(events, points, seed=s) for member, s in zip(members, seeds, strict=True)]
+            draws = torch.stack(draws)  # K n c d
+            log_p = model.member_log_prob(draws, points)  # K_eval K_draw n c
+            own = torch.diagonal(log_p, dim1=0, dim2=1).movedim(-1, 0)  # K n c: each member at its own draws
+            mixture = torch.logsumexp(log_p, 0) - math.log(K)  # K n c
+            out.append((own - mixture).mean((0, 1)).double().cpu())
+    return torch.cat(out)
+
+
+def suggest_points(
+    model,
+    n: int,
+    bounds: Bounds | None = None,
+    *,
+    candidates: int = 512,
+    events: int = 256,
+    min_distance: float | None = None,
+    seed: int | None = None,
+) -> torch.Tensor:
+    """Where to simulate next: ``n`` points of the box where the ensemble's members disagree most.
+
+    Scores a scrambled Sobol' set of ``candidates`` points with :func:`disagreement` and picks
+    greedily: the highest-scoring point, then the highest one at least ``min_distance`` away
+    from those picked (distances in units of each axis's range), so that the points spread
+    over the poorly learned regions instead of crowding into one. Simulate there, add the
+    events to the training set, train again, and repeat (the *train while exploring* loop).
+
+    Arguments:
+        model: a trained :class:`~gmmpyro.DensityModel` with ``ensemble >= 2``.
+        n: number of points, ``<= candidates``.
+        bounds: ``{name: (low, high)}`` or ``(k, 2)`` rows; default the model's training range.
+        candidates: number of Sobol' points scored.
+        events: draws per member and candidate (see :func:`disagreement`).
+        min_distance: smallest distance between picked points, in units of the ranges;
+            default ``0.5 / n^(1/k)``, half the spacing of ``n`` points on a grid. Once no
+            candidate is that far from the points picked, the rest are taken by score alone.
+        seed: seed of the candidates and of the draws (``None``: fresh).
+
+    Returns:
+        ``θ``, shape ``(n, k)``, float64 on the CPU, in the order picked (most disagreement first).
+
+    Example:
+        >>> import gmmpyro
+        >>> toy = gmmpyro.toy.ToyModel()
+        >>> x, theta = toy.grid_dataset(100, grid=[[0.0, 0.0], [1.0, 1.0]], seed=0)
+        >>> model = gmmpyro.DensityModel(toy.observables, toy.params, ensemble=2,
+        ...     config=gmmpyro.NetworkConfig(n_gauss=4, A1=8, B1=8, B2=2))
+        >>> _ = model.fit(x, theta, config=gmmpyro.TrainingConfig(max_epochs=1), progress=False)
+        >>> suggest_points(model, 3, candidates=16, events=16, seed=0).shape
+        torch.Size([3, 2])
+    """
+    _check_ensemble(model)
+    n, candidates = _check_n(n), _check_n(candidates)
+    if n > candidates:
+        raise ValueError(f"n = {n} points cannot be picked from {candidates} candidates: raise candidates")
+    table = _as_bounds(model.theta_bounds.detach().cpu() if bounds is None else bounds)
+    k = table.shape[0]
+    if k != len(model.params):
+        raise ValueError(f"bounds give {k} parameters, the model has {len(model.params)}: {list(model.params)}")
+    if min_distance is None:
+        min_distance = 0.5 / n ** (1 / k)
+    if not (isinstance(min_distance, numbers.Real) and math.isfinite(min_distance) and min_distance >= 0):
+        raise ValueError(f"min_distance must be a finite number >= 0, got {min_distance!r}")
+    from scipy.stats import qmc
+
+    engine = _qmc_engine(qmc.Sobol, k, seed, scramble=True)
+    points = _scale(torch.from_numpy(engine.random_base2((candidates - 1).bit_length())[:candidates]), table)
+    scores = disagreement(model, points.to(model.dtype), events=events, seed=seed)
+    unit = (points - table[:, 0]) / (table[:, 1] - table[:, 0])
+    order = torch.argsort(scores, descending=True)
+    picked: list[int] = []
+    for index in order.tolist():
+        if len(picked) == n:
+            break
+        if not picked or torch.cdist(unit[index][None], unit[picked]).min() >= min_distance:
+            picked.append(index)
+    for index in order.tolist():  # too few far-apart candidates: fill up by score
+        if len(picked) == n:
+            break
+        if index not in picked:
+            picked.append(index)
+    return points[picked]
+
+
+def _check_ensemble(model) -> int:
+    """The number of members of a trained ensemble; ``ValueError`` otherwise."""
+    if not getattr(model, "is_fitted", False):
+        raise ValueError("the model is not trained yet: train it (fit) before asking where to simulate")
+    if model.ensemble < 2:
+        raise ValueError(
+            "disagreement needs an ensemble: train DensityModel(..., ensemble=K) with K >= 2 "
+            f"(this model has ensemble={model.ensemble})"
+        )
+    return model.ensemble
