@@ -159,6 +159,15 @@ def test_quiet_sampler_choice_and_version(toy_files, tmp_path, capsys):
     assert stop.value.code == 0 and capsys.readouterr().out.startswith("gmmpyro ")
 
 
+def test_train_an_ensemble(toy_files, tmp_path):
+    model = tmp_path / "m.gmm"
+    main(["train", str(toy_files / "train.npz"), "--observables", "x0:100:800", "x1:100:800", "x2:-pi:pi",
+          "x3", "--params", "cx", "cy", "--epochs", "1", "--ensemble", "2", "--out", str(model),
+          "--quiet"])  # fmt: skip
+    loaded = DensityModel.load(model)
+    assert loaded.ensemble == 2 and len(loaded.history.names) == 8
+
+
 @pytest.fixture(scope="module")
 def one_epoch_model(toy_files, tmp_path_factory):
     model = tmp_path_factory.mktemp("model") / "m.gmm"

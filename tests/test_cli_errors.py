@@ -88,6 +88,7 @@ def no_training(monkeypatch) -> None:
                      id="checkpoint-under-a-file"),
         pytest.param(["--out", "m.gmm", "--reference", "cx=0"], "unknown [], missing ['cy']", id="reference"),
         pytest.param(["--out", "m.gmm", "--epochs", "0"], "max_epochs", id="zero-epochs"),
+        pytest.param(["--out", "m.gmm", "--ensemble", "0"], "--ensemble must be >= 1", id="zero-members"),
         pytest.param(["--out", "m.gmm", "--config", "{tmp}/no.toml"], "{tmp}/no.toml: No such file or directory",
                      id="config-missing"),
     ],
@@ -104,22 +105,24 @@ def test_train_checks_before_any_work(options, message, files, capsys, monkeypat
     ("old", "new", "message"),
     [
         ("max_epochs = 2", "max_epoch = 2",
-         "[training]: unknown key 'max_epoch' (did you mean 'max_epochs'?); allowed keys: batch_size, joint, "),
+         "[training]: unknown key 'max_epoch' (did you mean 'max_epochs'?); allowed keys: batch_size, bootstrap, joint, "),
         ("n_gauss = 4", "ngauss = 4", "[network]: unknown key 'ngauss' (did you mean 'n_gauss'?); allowed keys: A1, "),
         ('name = "x3"', 'name = "x3"\nbound = [0, 1]',
          "[[observables]] #4: unknown key 'bound' (did you mean 'bounds'?); allowed keys: bounds, discrete, f, name"),
         ('name = "x3"', "bounds = [0, 1]", "[[observables]] #4: needs a name"),
         ('name = "x3"', 'name = "x3"\nbounds = [1, 0]', "[[observables]] #4: observable 'x3': bounds must be finite"),
-        ("params =", "paramz =", "top level: unknown key 'paramz' (did you mean 'params'?); allowed keys: network, "),
+        ("params =", "paramz =", "top level: unknown key 'paramz' (did you mean 'params'?); allowed keys: ensemble, network, "),
         ("params = [", 'reference = {cx = "0"}\nparams = [', "reference cx must be a number, got '0'"),
         ('params = ["cx", "cy"]', 'params = "cx"', "params must be a list of names, got 'cx'"),
         ("max_epochs = 2", "max_epochs = '2'", "[training]: max_epochs must be an integer, got '2'"),
         ("max_epochs = 2", "max_epochs = true", "[training]: max_epochs must be an integer, got True"),
         ("max_epochs = 2", "learning_rate = -1", "[training]: "),  # the message of TrainingConfig follows
         ("max_epochs = 2", "max_epochs = = 2", "not a valid TOML file"),
+        ("params =", "ensemble = 0\nparams =", "ensemble must be an integer >= 1 (the number of members), got 0"),
     ],
     ids=["training-key", "network-key", "observable-key", "observable-name", "observable-bounds", "top-level-key",
-         "reference-type", "params-type", "str-for-int", "bool-for-int", "training-value", "toml-syntax"],
+         "reference-type", "params-type", "str-for-int", "bool-for-int", "training-value", "toml-syntax",
+         "ensemble"],
 )  # fmt: skip
 def test_config_errors_name_file_section_and_key(old, new, message, files, capsys, monkeypatch):
     no_training(monkeypatch)

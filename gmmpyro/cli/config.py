@@ -5,6 +5,7 @@ A file may hold::
     params = ["cx", "cy"]
     weights = "w"                  # column of event weights
     reference = {cx = 0, cy = 0}   # the reference point of the projection
+    ensemble = 5                   # members of DensityModel(ensemble=K); default 1
 
     [[observables]]
     name = "m"
@@ -30,7 +31,7 @@ from .parsing import load_toml
 
 __all__ = ["TrainConfigFile", "check_keys", "load_train_config"]
 
-_TOP_LEVEL = ("observables", "params", "weights", "reference", "network", "training")
+_TOP_LEVEL = ("observables", "params", "weights", "reference", "ensemble", "network", "training")
 _OBSERVABLE = ("name", "bounds", "discrete", "f")
 
 
@@ -42,6 +43,7 @@ class TrainConfigFile:
     params: tuple[str, ...] = ()
     weights: str | None = None
     reference: Mapping[str, float] | None = None
+    ensemble: int = 1
     network: NetworkConfig = field(default_factory=NetworkConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
@@ -79,6 +81,9 @@ def load_train_config(path: str) -> TrainConfigFile:
     weights = content.get("weights")
     if weights is not None and not isinstance(weights, str):
         raise ValueError(f"{path}: weights must be a column name, got {weights!r}")
+    ensemble = content.get("ensemble", 1)
+    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+        raise ValueError(f"{path}: ensemble must be an integer >= 1 (the number of members), got {ensemble!r}")
     reference = _table(content, "reference", path) if "reference" in content else None
     for name, value in (reference or {}).items():
         _check_type(value, 0.0, f"{path}: reference {name}")
@@ -87,6 +92,7 @@ def load_train_config(path: str) -> TrainConfigFile:
         params=tuple(params),
         weights=weights,
         reference=reference,
+        ensemble=ensemble,
         network=_section(content, "network", NetworkConfig, path),
         training=_section(content, "training", TrainingConfig, path),
     )

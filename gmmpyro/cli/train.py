@@ -74,6 +74,12 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
         help="the reference point of the projection (default: the point nearest the centre; all if θ is off-grid)",
     )
     train.add_argument("--config", metavar="TOML", help="file with observables, params, [network], [training]")
+    train.add_argument(
+        "--ensemble",
+        type=int,
+        metavar="K",
+        help="train K members together, combined as an equal mixture (default 1; see DensityModel(ensemble=K))",
+    )
     train.add_argument("--epochs", type=int, help="maximum epochs")
     train.add_argument("--batch-size", type=int, help="events per optimisation step (default 500)")
     train.add_argument("--seed", type=int, help="seed of the split, the initial weights and the batches")
@@ -111,6 +117,9 @@ def run_train(args: argparse.Namespace) -> None:
     params = args.params or list(settings.params)
     if not observables or not params:
         raise SystemExit("gmmpyro train: give --observables and --params (or a --config file naming them)")
+    ensemble = args.ensemble if args.ensemble is not None else settings.ensemble
+    if ensemble < 1:
+        raise ValueError(f"--ensemble must be >= 1 (the number of members), got {ensemble}")
     overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}
     training = replace(settings.training, **{k: v for k, v in overrides.items() if v is not None})
     checkpoint = checkpoint_folder(args.out, args.checkpoint_dir, training)
@@ -128,7 +137,9 @@ def run_train(args: argparse.Namespace) -> None:
         *data, score = _read_training_events(args.data, observables, params, weights_column, args.score)
 
     torch.manual_seed(training.seed)  # the networks' initial weights
-    model = DensityModel(observables, params, config=settings.network, device=_process_device(args.device))
+    model = DensityModel(
+        observables, params, config=settings.network, ensemble=ensemble, device=_process_device(args.device)
+    )
     with warnings.catch_warnings():
         # the library's "best weights so far are kept" is not what the command does on Ctrl-C
         warnings.filterwarnings("ignore", message="training interrupted", category=GmmpyroWarning)
