@@ -7,6 +7,11 @@ Every row trains on the same number of simulated toy events (cx, cy; SPEC §6; `
 * ``grid9``: the 9 × 9 grid of the paper's cure for c = 0 (the 7 × 7 values plus ±0.2), ``events / 81`` per point;
 * ``uniform``: one θ per event, drawn uniformly (:func:`gmmpyro.designs.uniform`);
 * ``sobol``: one θ per event from a scrambled Sobol' sequence (:func:`gmmpyro.designs.sobol`);
+* ``adaptive``: half the events uniform, one θ per event; an ensemble (``--ensemble K``, at
+  least 2) trained on them picks 64 points with :func:`gmmpyro.designs.suggest_points`; the
+  other half is simulated near those points (uniform in a box half as wide as the spacing of
+  64 points on a grid) and the model trained again, afresh, on all events (the loop of the
+  designs page; the time column adds both trainings);
 * a ``+score`` suffix: with the simulator's joint score ``t = ∇θ log p(x|θ)`` (the toy returns
   it with each event), ``fit(score=t, score_weight=--alpha)``;
 * ``--ensemble K``: every row trains ``DensityModel(ensemble=K)`` (``--bootstrap``: with
@@ -22,7 +27,7 @@ and with the exact density on a 21 × 21 grid of ±0.3 around the truth:
 MLE distance, ± the standard error over datasets) and the training time. Training: batches of
 500, Adam at 1e-3, at most ``--epochs`` epochs, stopping after 8 without improvement.
 
-The spread columns of an ensemble (is its model uncertainty honest?): at 25 held-out θ (a
+The spread columns of an ensemble (is its model uncertainty honest?): at 32 held-out θ (a
 Sobol' set over the box, seed 123), 2 000 fresh events each, the error of the members' mean
 ``e = mean_m log p_m(x|θ) - log p_true(x|θ)`` against the members' spread ``s = sd_m log p_m``.
 If the truth behaved like one more member, ``e / (s √(1 + 1/K))`` would follow Student's t
@@ -55,6 +60,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HE
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from ensemble_spread import spread_check  # noqa: E402
 from toy_kl import kl_gaps  # noqa: E402
 
 import gmmpyro  # noqa: E402
@@ -67,7 +73,8 @@ GRID_VALUES = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
 DEMO = gmmpyro.NetworkConfig(
     n_gauss=12, A1=32, B1=32, B2=12, C=2, D=2, s_f=0.01, s_mu=0.01, s_sigma=0.01, design="lowrank", rank=8
 )
-ROWS = ("grid7", "grid9", "uniform", "sobol")
+ROWS = ("grid7", "grid9", "uniform", "sobol", "adaptive")
+SUGGESTED = 64
 
 
 def training_theta(design: str, n: int, seed: int) -> torch.Tensor:
@@ -78,7 +85,7 @@ def training_theta(design: str, n: int, seed: int) -> torch.Tensor:
         axis = torch.tensor(values, dtype=torch.float64)
         points = torch.cartesian_prod(axis, axis)
         return points.repeat_interleave(n // len(points), dim=0)
-    if design == "uniform":
+    if design in ("uniform", "adaptive"):  # adaptive: the first half, see run_row
         return designs.uniform(n, bounds, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # n is not a power of two: the points stay evenly spread
@@ -93,19 +100,17 @@ def run_row(args, network: str, row: str, seed: int) -> dict:
     """Train one (network, recipe, seed) and measure it."""
     design, with_score = row.removesuffix("+score"), row.endswith("+score")
     toy = ToyModel()
-    theta = training_theta(design, args.events, seed)
+    first = args.events // 2 if design == "adaptive" else args.events
+    theta = training_theta(design, first, seed)
     x, score = toy.simulate(theta, seed=seed + 1, score=True)
-    torch.manual_seed(seed)
-    model = gmmpyro.DensityModel(
-        toy.observables, toy.params, config=network_config(network, args.rank), ensemble=args.ensemble
-    )
-    config = gmmpyro.TrainingConfig(
-        batch_size=500, learning_rate=1e-3, max_epochs=args.epochs, stop_patience=8, seed=seed,
-        bootstrap=args.bootstrap,
-    )  # fmt: skip
     tic = time.perf_counter()
-    model.fit(x.float(), theta.float(), score=score.float() if with_score else None,
-              score_weight=args.alpha if with_score else None, config=config, progress=False)  # fmt: skip
+    model = train(args, network, x, theta, score if with_score else None, seed)
+    if design == "adaptive":
+        points = designs.suggest_points(model, SUGGESTED, seed=seed)
+        theta_near = near(points, args.events - first, toy.theta_bounds, seed)
+        x_near, score_near = toy.simulate(theta_near, seed=seed + 2, score=True)
+        theta, x, score = torch.cat([theta, theta_near]), torch.cat([x, x_near]), torch.cat([score, score_near])
+        model = train(args, network, x, theta, score if with_score else None, seed)
     seconds = time.perf_counter() - tic
     if args.save_dir:
         os.makedirs(args.save_dir, exist_ok=True)
@@ -129,27 +134,29 @@ def run_row(args, network: str, row: str, seed: int) -> dict:
     }  # fmt: skip
 
 
-def spread_check(model, toy: ToyModel, n_points: int = 25, n_events: int = 2_000) -> dict:
-    """Coverage and rank correlations of the members' spread against their actual error (see the module text)."""
-    from scipy import stats
+def train(args, network: str, x, theta, score, seed: int) -> gmmpyro.DensityModel:
+    """One model of the run's network and ensemble size, trained on these events (with their scores, if given)."""
+    torch.manual_seed(seed)
+    model = gmmpyro.DensityModel(
+        ToyModel().observables, ToyModel().params, config=network_config(network, args.rank), ensemble=args.ensemble
+    )
+    config = gmmpyro.TrainingConfig(
+        batch_size=500, learning_rate=1e-3, max_epochs=args.epochs, stop_patience=8, seed=seed,
+        bootstrap=args.bootstrap,
+    )  # fmt: skip
+    model.fit(x.float(), theta.float(), score=None if score is None else score.float(),
+              score_weight=None if score is None else args.alpha, config=config, progress=False)  # fmt: skip
+    return model
 
-    K = model.ensemble
-    points = designs.sobol(n_points, toy.theta_bounds, seed=123)
-    t68 = stats.t.ppf(0.84, K - 1) * np.sqrt(1 + 1 / K)
-    errors, spreads = [], []
-    for j, theta in enumerate(points):
-        x = toy.sample(n_events, theta, seed=20_000 + j)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            members = model.member_log_prob(x.float(), theta.float()).double()  # K N
-            errors.append((members.mean(0) - toy.log_prob(x, theta)).numpy())
-            spreads.append(members.std(0).numpy())
-    errors, spreads = np.abs(np.array(errors)), np.array(spreads)  # points × events
-    return {
-        "coverage": float(np.mean(errors <= t68 * spreads)),
-        "rho_events": float(stats.spearmanr(errors.ravel(), spreads.ravel())[0]),
-        "rho_theta": float(stats.spearmanr(errors.mean(1), spreads.mean(1))[0]),
-    }
+
+def near(points: torch.Tensor, n: int, bounds: torch.Tensor, seed: int) -> torch.Tensor:
+    """``n`` θ ``(n, k)``, uniform in boxes around the points, each half as wide as the spacing of a grid of them."""
+    m, k = points.shape
+    half_width = (bounds[:, 1] - bounds[:, 0]) / m ** (1 / k) / 4
+    generator = torch.Generator().manual_seed(seed + 3)
+    centres = points[torch.arange(n) % m]
+    theta = centres + (2 * torch.rand(n, k, generator=generator, dtype=torch.float64) - 1) * half_width
+    return torch.maximum(torch.minimum(theta, bounds[:, 1]), bounds[:, 0])
 
 
 def mean_se(values: np.ndarray) -> str:
@@ -175,6 +182,8 @@ def main() -> None:
     parser.add_argument("--ensemble", type=int, default=1, help="members K of every row's model")
     parser.add_argument("--bootstrap", action="store_true", help="ensembles with bootstrap weights")
     args = parser.parse_args()
+    if any(r.startswith("adaptive") for r in args.rows) and args.ensemble < 2:
+        parser.error("the adaptive rows need an ensemble to suggest points: --ensemble K with K >= 2")
     print(f"machine: {platform.platform()} | {os.cpu_count()} CPUs | {torch.get_num_threads()} torch threads | "
           f"torch {torch.__version__}; {args.events} events per row, ≤ {args.epochs} epochs, score weight "
           f"{args.alpha}; KL over {args.eval_events} events per point; {9 * args.datasets} datasets of 400 "
