@@ -294,8 +294,8 @@ def test_demo_runs_end_to_end_and_reproduces(tmp_path):
     # The same seed again, step by step instead of a second demo: the training set, the trained
     # weights and the pseudo-data are identical; the chains ran with the demo's seed (seeded
     # chains reproduce: tests/test_bayes.py); fit and scan have no randomness of their own.
-    toy, x, theta = demo._simulate(TINY_DEMO, seed=3)
-    retrained = demo._train(toy, x, theta, TINY_DEMO, device=None, seed=3, progress=False)
+    toy, x, theta, score = demo._simulate(TINY_DEMO, seed=3)
+    retrained = demo._train(toy, x, theta, score, TINY_DEMO, device=None, seed=3, progress=False)
     saved = DensityModel.load(tmp_path / "model.gmm")
     for (name, value), saved_value in zip(retrained.state_dict().items(), saved.state_dict().values(), strict=True):
         assert torch.equal(value, saved_value), name

@@ -64,6 +64,7 @@ class DemoSettings:
     scan_points: int = 15
     validation_per_point: int = 1_000
     paper_network: bool = False
+    score_weight: float | None = None
     report: ReportConfig | None = None  # None: ReportConfig.quick()
 
     @classmethod
@@ -125,12 +126,13 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    toy, x, theta = _simulate(settings, seed)
-    n_points = len(np.unique(theta.numpy(), axis=0))
-    with _step(
-        timings, "training", f"training on {len(x):,} simulated events at {n_points} parameter points", progress
-    ):
-        model = _train(toy, x, theta, settings, device=device, seed=seed, progress=progress)
+    toy, x, theta, score = _simulate(settings, seed)
+    if score is None:
+        where = f"at {len(np.unique(theta.numpy(), axis=0))} parameter points"
+    else:
+        where = "each at its own parameter point, with the joint score"
+    with _step(timings, "training", f"training on {len(x):,} simulated events {where}", progress):
+        model = _train(toy, x, theta, score, settings, device=device, seed=seed, progress=progress)
     model.save(out / "model.gmm")
 
     x_obs = _observe(toy, settings, seed)
@@ -179,19 +181,30 @@ def _step(timings: dict, step: str, message: str, progress: bool):
 
 
 def _simulate(settings: DemoSettings, seed: int):
-    """The toy and its training grid: ``(toy, x (N, 4), θ (N, 3))``."""
+    """The toy and its training events: ``(toy, x (N, 4), θ (N, 3), joint score (N, 3) or None)``.
+
+    Without ``settings.score_weight`` the events lie on the grid, ``per_point`` at each point;
+    with it, as many events each at its own θ drawn uniformly over the grid's box, with the
+    toy's exact joint score.
+    """
+    from .. import designs
     from ..toy import ToyModel
 
     toy = ToyModel(x3_shift=settings.x3_shift)
     values = torch.arange(-1.5, 1.51, 0.5, dtype=torch.float64)
     nu = torch.tensor(settings.nu_values, dtype=torch.float64)
     grid = torch.cartesian_prod(values, values, nu)  # G 3
-    x, theta = toy.grid_dataset(settings.per_point, grid=grid, seed=seed)
-    return toy, x, theta
+    if settings.score_weight is None:
+        x, theta = toy.grid_dataset(settings.per_point, grid=grid, seed=seed)
+        return toy, x, theta, None
+    box = torch.stack([grid.min(0).values, grid.max(0).values], -1)  # 3 2
+    theta = designs.uniform(settings.per_point * len(grid), box, seed=seed)
+    x, score = toy.simulate(theta, seed=seed + 1, score=True)
+    return toy, x, theta, score
 
 
-def _train(toy, x, theta, settings: DemoSettings, *, device, seed: int, progress: bool):
-    """A :class:`~gmmpyro.DensityModel` trained on the grid; ``seed`` fixes its initial weights and batches."""
+def _train(toy, x, theta, score, settings: DemoSettings, *, device, seed: int, progress: bool):
+    """A :class:`~gmmpyro.DensityModel` trained on the events; ``seed`` fixes its initial weights and batches."""
     from ..model import DensityModel
     from ..toy import paper_config, paper_training_config
 
@@ -201,7 +214,9 @@ def _train(toy, x, theta, settings: DemoSettings, *, device, seed: int, progress
     model.fit(
         x.float(),
         theta.float(),
-        reference=[0.0, 0.0, 0.0],
+        score=None if score is None else score.float(),
+        score_weight=settings.score_weight,
+        reference=None if score is not None else [0.0, 0.0, 0.0],
         progress=progress,
         config=paper_training_config(
             batch_size=settings.batch_size,
