@@ -439,8 +439,9 @@ class DensityModel(nn.Module):
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.ensemble:
             raise ValueError(f"member index must be an integer in [0, {self.ensemble}), got {index!r}")
         d = len(self.observables)
-        view = DensityModel(self.observables, self.params, self.config, self.order, device=self.device)
-        view.to(dtype=self.dtype)
+        # its own networks are built on the meta device (no memory) and replaced; the global random stream is kept
+        with torch.random.fork_rng(devices=[]):
+            view = DensityModel(self.observables, self.params, self.config, self.order, device="meta")
         view.networks = nn.ModuleList(self.networks[index * d : (index + 1) * d])
         view.theta_low, view.theta_high = self.theta_low, self.theta_high
         if self.projection is not None:
@@ -533,6 +534,10 @@ class DensityModel(nn.Module):
     def components(self, theta, index: str | int, u_prev=None) -> MixtureComponents:
         """The Gaussian mixture of one observable's factor, in latent space (for plots).
 
+        An ensemble's factor is exactly a mixture of its members' components, ``K·N_G`` of them:
+        member ``m``'s weights times ``1/K`` for the first factor, and for a later one times the
+        member's share of the density of ``u_prev``, ``π_m ∝ p_m(u_prev | θ)``.
+
         Arguments:
             theta: parameters, shape ``(*, k)``.
             index: the observable, by name or column.
@@ -540,14 +545,9 @@ class DensityModel(nn.Module):
                 shape ``(*, i)``; not needed for the first one.
 
         Returns:
-            ``MixtureComponents(weights, means, widths)``, each ``(*, N_G)``.
+            ``MixtureComponents(weights, means, widths)``, each ``(*, K·N_G)``.
         """
         self._require_fitted()
-        if self.ensemble > 1:
-            raise ValueError(
-                f"this ensemble's factors are mixtures over its {self.ensemble} members: "
-                "use model.member(m).components(...)"
-            )
         names = [o.name for o in self.observables]
         column = names.index(index) if isinstance(index, str) and index in names else index
         if not isinstance(column, int) or not 0 <= column < len(names):
@@ -556,8 +556,8 @@ class DensityModel(nn.Module):
             raise ValueError(f"observable {names[column]!r} is discrete: it has no Gaussian components")
         position = self.order.index(column)
         theta = self.check_theta(theta)
-        net = self.networks[position]
-        padded = torch.zeros(len(self.observables), dtype=self.dtype, device=self.device)
+        d = len(self.observables)
+        padded = torch.zeros(d, dtype=self.dtype, device=self.device)
         if position > 0:
             if u_prev is None:
                 raise ValueError(
@@ -566,13 +566,34 @@ class DensityModel(nn.Module):
             u_prev = self._as_tensor(u_prev, "u_prev")
             if u_prev.shape[-1] != position:
                 raise ValueError(f"u_prev must have shape (..., {position}), got {tuple(u_prev.shape)}")
-            padded = torch.zeros(
-                *u_prev.shape[:-1], len(self.observables), dtype=self.dtype, device=self.device
-            )
+            padded = torch.zeros(*u_prev.shape[:-1], d, dtype=self.dtype, device=self.device)
             padded[..., :position] = u_prev
-        event_part = net.event_part(self._scale_latent(padded)[..., :position])
-        log_weights, means, widths = net.mixture(net.theta_part(self.scale_theta(theta)), event_part)
+        theta_scaled = self.scale_theta(theta)
+        nets = [self.networks[m * d + position] for m in range(self.ensemble)]
+        scaled_prev = self._scale_latent(padded)[..., :position]
+        parts = [net.mixture(net.theta_part(theta_scaled), net.event_part(scaled_prev)) for net in nets]
+        log_weights, means, widths = (
+            torch.cat(torch.broadcast_tensors(*tensors), -1) for tensors in zip(*parts, strict=True)
+        )
+        if self.ensemble > 1:
+            log_weights = log_weights + self._member_shares(theta_scaled, padded, position).repeat_interleave(
+                log_weights.shape[-1] // self.ensemble, -1
+            )
         return MixtureComponents(log_weights.exp(), means, widths)
+
+    def _member_shares(self, theta_scaled: torch.Tensor, u_ordered: torch.Tensor, position: int) -> torch.Tensor:
+        """``log π_m``: each member's share of the density of the first ``position`` latent values, ``(*, K)``."""
+        d = len(self.observables)
+        if position == 0:
+            return torch.full((self.ensemble,), -math.log(self.ensemble), dtype=self.dtype, device=self.device)
+        positions = [m * d + j for m in range(self.ensemble) for j in range(position)]
+        factors = self.factor_log_probs(
+            u_ordered,
+            self.theta_features(theta_scaled, positions),
+            self.event_features(u_ordered, positions),
+            positions,
+        )  # * K·position
+        return torch.log_softmax(factors.unflatten(-1, (self.ensemble, position)).sum(-1), -1)
 
     def distribution(self, theta, *, prepared=None, validate_args: bool | None = None) -> GMMDistribution:
         """This model at ``theta (*batch, k)`` as a Pyro distribution (see :class:`GMMDistribution`).

@@ -105,13 +105,15 @@ def test_train_checks_before_any_work(options, message, files, capsys, monkeypat
     ("old", "new", "message"),
     [
         ("max_epochs = 2", "max_epoch = 2",
-         "[training]: unknown key 'max_epoch' (did you mean 'max_epochs'?); allowed keys: batch_size, bootstrap, joint, "),
+         "[training]: unknown key 'max_epoch' (did you mean 'max_epochs'?); allowed keys: batch_size, bootstrap, "
+         "joint, "),
         ("n_gauss = 4", "ngauss = 4", "[network]: unknown key 'ngauss' (did you mean 'n_gauss'?); allowed keys: A1, "),
         ('name = "x3"', 'name = "x3"\nbound = [0, 1]',
          "[[observables]] #4: unknown key 'bound' (did you mean 'bounds'?); allowed keys: bounds, discrete, f, name"),
         ('name = "x3"', "bounds = [0, 1]", "[[observables]] #4: needs a name"),
         ('name = "x3"', 'name = "x3"\nbounds = [1, 0]', "[[observables]] #4: observable 'x3': bounds must be finite"),
-        ("params =", "paramz =", "top level: unknown key 'paramz' (did you mean 'params'?); allowed keys: ensemble, network, "),
+        ("params =", "paramz =",
+         "top level: unknown key 'paramz' (did you mean 'params'?); allowed keys: ensemble, network, "),
         ("params = [", 'reference = {cx = "0"}\nparams = [', "reference cx must be a number, got '0'"),
         ('params = ["cx", "cy"]', 'params = "cx"', "params must be a list of names, got 'cx'"),
         ("max_epochs = 2", "max_epochs = '2'", "[training]: max_epochs must be an integer, got '2'"),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
 import torch
 
 from gmmpyro import DensityModel, NetworkConfig, TrainingConfig
+from gmmpyro.mixture import mixture_log_prob
 from gmmpyro.toy import ToyModel
 
 TINY = NetworkConfig(n_gauss=4, A1=8, B1=8, B2=2, C=1, D=1, s_f=0.1, s_mu=0.1, s_sigma=0.1)
@@ -149,9 +149,25 @@ def test_bad_ensemble_inputs_are_refused_with_clear_errors(tmp_path):
             model.member(bad)
     with pytest.raises(ValueError, match=r"TrainingConfig\.bootstrap must be True or False"):
         TrainingConfig(bootstrap="yes")
-    _, x, theta, _ = _data(20)
-    fitted = copy.deepcopy(model)
-    fitted.fit(x, theta, config=TrainingConfig(batch_size=50, max_epochs=1), progress=False)
-    with pytest.raises(ValueError, match=r"use model.member\(m\).components"):
-        fitted.components(torch.zeros(2), "x0")
-    assert fitted.member(0).components(torch.zeros(2), "x0").weights.shape == (TINY.n_gauss,)
+
+def test_the_components_of_an_ensemble_are_its_members_weighted_by_their_share():
+    # p(u0) p(u1 | u0) from the ensemble's components equals the members' mean of p_m(u0) p_m(u1 | u0)
+    toy, x, theta, _ = _data(60)
+    model = DensityModel(toy.observables, toy.params, config=TINY, ensemble=3, dtype=torch.float64)
+    model.fit(x, theta, config=TrainingConfig(batch_size=100, max_epochs=2), progress=False)
+    point = torch.tensor([0.3, -0.6], dtype=torch.float64)
+    u0 = torch.linspace(-4.5, 4.5, 7, dtype=torch.float64)[:, None, None]  # 7 1 1: u_prev of 7 × 5 points
+    u1 = torch.linspace(-4.0, 4.0, 5, dtype=torch.float64)  # 5
+    bounds = model.latent_range  # x0 and x1 are bounded: their Gaussians are truncated
+
+    def factor(m, name, u, u_prev=None):
+        comps = m.components(point, name, u_prev)
+        return mixture_log_prob(u, comps.weights.log(), comps.means, comps.widths, bounds)
+
+    ensemble = factor(model, "x0", u0[:, :, 0]) + factor(model, "x1", u1, u0)  # 7 5
+    members = torch.stack([factor(m, "x0", u0[:, :, 0]) + factor(m, "x1", u1, u0)
+                           for m in (model.member(i) for i in range(3))])  # fmt: skip
+    torch.testing.assert_close(ensemble, torch.logsumexp(members, 0) - math.log(3))
+    weights = model.components(point, "x1", u0).weights
+    assert weights.shape == (7, 1, 3 * TINY.n_gauss)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(7, 1, dtype=torch.float64))
