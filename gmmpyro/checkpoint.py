@@ -31,7 +31,7 @@ _PARTS = {
     "observables": "the observables (names, bounds, kinds)",
     "params": "the parameter names",
     "order": "the autoregressive order",
-    "network": "the network settings (NetworkConfig and dtype)",
+    "network": "the network settings (NetworkConfig, dtype and ensemble size)",
     "training": "the training settings (TrainingConfig other than max_epochs)",
 }
 

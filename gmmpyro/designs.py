@@ -285,7 +285,8 @@ def suggest_points(
     Arguments:
         model: a trained :class:`~gmmpyro.DensityModel` with ``ensemble >= 2``.
         n: number of points, ``<= candidates``.
-        bounds: ``{name: (low, high)}`` or ``(k, 2)`` rows; default the model's training range.
+        bounds: ``{name: (low, high)}`` for every parameter, or ``(k, 2)`` rows in the model's
+            order; default the model's training range.
         candidates: number of Sobol' points scored.
         events: draws per member and candidate (see :func:`disagreement`).
         min_distance: smallest distance between picked points, in units of the ranges;
@@ -310,6 +311,10 @@ def suggest_points(
     n, candidates = _check_n(n), _check_n(candidates)
     if n > candidates:
         raise ValueError(f"n = {n} points cannot be picked from {candidates} candidates: raise candidates")
+    if isinstance(bounds, Mapping):  # by name, in the model's order
+        if set(bounds) != set(model.params):
+            raise ValueError(f"bounds name {sorted(bounds)}; the model's parameters are {list(model.params)}")
+        bounds = {name: bounds[name] for name in model.params}
     table = _as_bounds(model.theta_bounds.detach().cpu() if bounds is None else bounds)
     k = table.shape[0]
     if k != len(model.params):
@@ -341,11 +346,12 @@ def suggest_points(
 
 def _check_ensemble(model) -> int:
     """The number of members of a trained ensemble; ``ValueError`` otherwise."""
-    if not getattr(model, "is_fitted", False):
+    ensemble = getattr(model, "ensemble", 1)
+    if ensemble > 1 and not model.is_fitted:
         raise ValueError("the model is not trained yet: train it (fit) before asking where to simulate")
-    if model.ensemble < 2:
+    if ensemble < 2:
         raise ValueError(
             "disagreement needs an ensemble: train DensityModel(..., ensemble=K) with K >= 2 "
-            f"(this model has ensemble={model.ensemble})"
+            f"(this model has ensemble={ensemble})"
         )
-    return model.ensemble
+    return ensemble

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
@@ -85,9 +86,9 @@ class DensityModel(nn.Module):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+        if isinstance(ensemble, bool) or not isinstance(ensemble, numbers.Integral) or ensemble < 1:
             raise ValueError(f"ensemble must be an integer >= 1 (the number of members), got {ensemble!r}")
-        self.ensemble = ensemble
+        self.ensemble = int(ensemble)
         self.observables = tuple(observables)
         if not self.observables or not all(isinstance(o, Observable) for o in self.observables):
             raise TypeError("observables must be a non-empty sequence of gmmpyro.Observable")
@@ -115,7 +116,7 @@ class DensityModel(nn.Module):
                 self.observables[column].n_categories if self.observables[column].discrete else None,
                 self.latent_range,
             )
-            for _member in range(ensemble)
+            for _member in range(self.ensemble)
             for position, column in enumerate(self.order)
         )
         self.register_buffer("theta_low", torch.full((k,), float("nan"), dtype=torch.float64))
@@ -429,20 +430,23 @@ class DensityModel(nn.Module):
         """Member ``index`` of an ensemble as a model of its own, sharing its networks, projection and θ range.
 
         Use it for anything done per member: a profile scan or posterior each, to see how
-        much intervals move with the model's uncertainty, or :meth:`components`.
+        much intervals move with the model's uncertainty. The view shares the member's
+        networks (training either trains both), but takes the ensemble's θ range, projection
+        and device as they are now: after the ensemble is trained again or moved, take a
+        fresh view; move the ensemble, not a view.
 
         Example:
             >>> model = DensityModel([Observable("x")], ["a"], ensemble=2)
             >>> model.member(1).ensemble
             1
         """
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.ensemble:
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < self.ensemble:
             raise ValueError(f"member index must be an integer in [0, {self.ensemble}), got {index!r}")
         d = len(self.observables)
         # its own networks are built on the meta device (no memory) and replaced; the global random stream is kept
         with torch.random.fork_rng(devices=[]):
             view = DensityModel(self.observables, self.params, self.config, self.order, device="meta")
-        view.networks = nn.ModuleList(self.networks[index * d : (index + 1) * d])
+        view.networks = nn.ModuleList(self.networks[int(index) * d : (int(index) + 1) * d])
         view.theta_low, view.theta_high = self.theta_low, self.theta_high
         if self.projection is not None:
             view.set_projection(self.projection)

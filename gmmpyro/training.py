@@ -372,50 +372,58 @@ class _Trainer:
             TrainingError: a batch loss is NaN or infinite (checked before its optimiser step).
         """
         parallel, world = self.parallel, self.parallel.world_size
-        # this process's score and loss sums over the epoch
-        sums = torch.zeros(1 + len(positions), dtype=torch.float64, device=self.model.device)
-        weight_total = 0.0
+        K, P = self.model.ensemble, len(positions)
+        member = self.member_of[positions]  # P: the member of each network
+        # this process's score sums (per member) and loss sums (per network) over the epoch, and their weights
+        sums = torch.zeros(K + P, dtype=torch.float64, device=self.model.device)
+        totals = torch.zeros(K + P, dtype=torch.float64, device=self.model.device)
         self.model.train()
         for table, batch in self.events.training_batches(epoch):
             if batch.numel() < world:  # a last batch too small to give every process an event
                 continue
             shard = parallel.shard(batch)
             u, theta_scaled, w, *score = self._batch(table, shard)
-            member_weights = w[:, None]  # B 1, or B K with bootstrap weights
-            if self.bootstrap is not None:
-                member_weights = member_weights * self._batch([self.bootstrap], shard)[0]
+            # every process holds the whole batch's weights: their totals need no communication
+            whole = self._batch([table[2]], batch)[0] if parallel.distributed else w  # B
+            member_weights, member_totals = w[:, None], whole.sum().expand(K)  # B 1 and K
+            if self.bootstrap is not None:  # each member's own weights, and its own total
+                member_weights = w[:, None] * self._batch([self.bootstrap], shard)[0]  # B K
+                member_totals = (whole[:, None] * self._batch([self.bootstrap], batch)[0]).sum(0)
             if self.score_weight:
-                log_probs, score_sum = self._with_score(u, theta_scaled, member_weights, score[0], positions)
+                log_probs, score_sums = self._with_score(u, theta_scaled, member_weights, score[0], positions)
             else:
-                log_probs, score_sum = self.step_factors(u, theta_scaled, positions), w.new_zeros(())
-            network_weights = member_weights[:, self.member_of[positions]] if self.bootstrap is not None else w[:, None]
-            loss_sums = -(network_weights * log_probs).sum(0)
-            local = torch.cat([score_sum.detach().reshape(1), loss_sums.detach()]).to(torch.float64)
-            # every process holds the whole batch's weights: its total needs no communication
-            weights = table[2][batch.to(table[2].device)] if parallel.distributed else w
-            # one host sync per batch: the batch weight, and sums that are finite iff every loss is
-            head = weights.sum().reshape(1).to(device=local.device, dtype=torch.float64)
-            batch_weight, *values = torch.cat([head, local]).tolist()
-            if batch_weight == 0:  # zero-weight events only: nothing to learn, and the loss is 0/0
+                log_probs, score_sums = self.step_factors(u, theta_scaled, positions), w.new_zeros(K)
+            network_weights = member_weights[:, member] if self.bootstrap is not None else member_weights
+            loss_sums = -(network_weights * log_probs).sum(0)  # P
+            local = torch.cat([score_sums.detach(), loss_sums.detach()]).to(torch.float64)
+            weights = torch.cat([member_totals, member_totals[member]]).to(torch.float64)  # K + P
+            # one host sync per batch: the weights, and sums that are finite iff every loss is
+            synced = torch.cat([weights, local]).tolist()
+            if not any(synced[:K]):  # zero-weight events only: nothing to learn, and the loss is 0/0
                 continue
+            values = synced[K + P :]
+            # a member whose bootstrap weights are all 0 in this batch has nothing to learn from it
+            divisors = torch.where(weights > 0, weights, 1.0).to(log_probs.dtype)
             finite = math.isfinite(sum(values))
             if not finite and not parallel.distributed:
-                self.diverged(epoch, positions, torch.tensor(values[1:]) / batch_weight, "training")
-            losses = loss_sums / batch_weight
-            loss = losses.sum() + self.score_weight * score_sum / batch_weight if self.score_weight else losses.sum()
+                self.diverged(epoch, positions, torch.tensor(values[K:]) / divisors[K:].cpu(), "training")
+            loss = (loss_sums / divisors[K:]).sum()
+            if self.score_weight:
+                loss = loss + (self.score_weight * score_sums / divisors[:K]).sum()
             if not finite:  # NaN gradients reach every process through the averaging: all stop together, below
                 loss = loss * math.nan
             self.optimizer.zero_grad(set_to_none=True)
             # DistributedDataParallel averages the processes' gradients: scaled by their number, it sums them
             (loss * world if parallel.distributed else loss).backward()
             if parallel.distributed:
-                self._check_gradients(epoch, positions, torch.tensor(values[1:]) / batch_weight)
+                self._check_gradients(epoch, positions, torch.tensor(values[K:]) / divisors[K:].cpu())
             self.optimizer.step()
             sums += local
-            weight_total += batch_weight
+            totals += weights
         sums = parallel.sum(sums)  # one collective per epoch
-        self.score_loss = float(sums[0]) / weight_total / self.model.ensemble
-        return (sums[1:] / weight_total).tolist()
+        means = (sums / torch.where(totals > 0, totals, 1.0)).tolist()
+        self.score_loss = sum(means[:K]) / K
+        return means[K:]
 
     def _check_gradients(self, epoch: int, positions: list[int], losses: torch.Tensor) -> None:
         """Raise the :class:`TrainingError` of :meth:`diverged` if the averaged gradients are not finite.
@@ -430,14 +438,14 @@ class _Trainer:
             self.diverged(epoch, positions, torch.where(finite, losses, torch.nan), "training")
 
     def _with_score(self, u, theta_scaled, w, score, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probabilities of the networks at ``positions`` ``(B, P)`` and ``Σ w |∇θ log p̂ - t|²`` (a scalar).
+        """Log-probabilities of the networks at ``positions`` ``(B, P)``, each member's ``Σ w |∇θ log p̂ - t|²`` (K).
 
         ``∇θ log p̂`` sums the θ-gradients of a member's factors (the projection does not depend
         on θ); each event's log-density depends on its own θ row only, so the gradient of their
         sum with respect to the θ inputs is the per-event score. An ensemble's members each get
-        their own θ copy ``(B, K, k)``, their own score and their own weights ``w (B, 1 or K)``;
-        the scalar sums over members. The graph is kept so that the loss can be differentiated
-        with respect to the weights (a second derivative).
+        their own θ copy ``(B, K, k)``, their own score and their own weights ``w (B, 1 or K)``.
+        The graph is kept so that the loss can be differentiated with respect to the weights (a
+        second derivative).
         """
         K = self.model.ensemble
         theta_scaled = theta_scaled.detach()
@@ -450,7 +458,7 @@ class _Trainer:
         if K == 1:
             gradient = gradient[:, None]  # B 1 k
         mismatch = ((gradient * self.theta_scale - score[:, None]) ** 2).sum(-1)  # B K
-        return log_probs[:, positions], (w * mismatch).sum()
+        return log_probs[:, positions], (w * mismatch).sum(0)
 
     @torch.no_grad()
     def validation_loss(self, epoch: int, positions: list[int]) -> list[float]:
@@ -735,9 +743,9 @@ def train(
                     history.score_loss.append(trainer.score_loss)
                 history.best_epoch, history.best_val_loss = list(trainer.best_epoch), list(trainer.best)
                 bar.update()
-                bar.set_postfix(
-                    train=f"{sum(train_loss.values()):.4f}",
-                    val=f"{sum(val_loss.values()):.4f}",
+                bar.set_postfix(  # per member for an ensemble
+                    train=f"{sum(train_loss.values()) / model.ensemble:.4f}",
+                    val=f"{sum(val_loss.values()) / model.ensemble:.4f}",
                     lr=f"{max(lrs.values()):.1e}",
                     active=len(positions),
                 )

@@ -138,6 +138,24 @@ def test_bootstrap_weights_change_what_each_member_sees_reproducibly():
     assert not torch.allclose(boot.member_log_prob(x[:30], point), plain.member_log_prob(x[:30], point))
 
 
+def test_a_bootstrap_member_learns_what_a_model_learns_with_the_bootstrap_counts_as_weights():
+    # each member's loss is Σ w b log p / Σ w b per batch: exactly weighted training with weights w·b. The
+    # projection is fitted on events with b = 1 and the validation loss (unweighted there) decides nothing
+    # in two epochs (no tolerance, no patience), so both runs must take the same steps.
+    _, x, theta, _ = _data(60)
+    counts = torch.poisson(torch.ones(len(x), 1, dtype=torch.float64), generator=torch.Generator().manual_seed(3))
+    counts = counts[:, 0]  # the bootstrap weights of TrainingConfig(seed=2): a generator seeded with seed + 1
+    single, ensemble = _single_and_ensemble(TINY, K=1)
+    settings = TrainingConfig(batch_size=64, max_epochs=2, seed=2, lr_patience=5, tolerance=0.0)
+    single.fit(x, theta, counts, reference=counts == 1, config=settings, progress=False)
+    ensemble.fit(x, theta, reference=counts == 1, config=TrainingConfig(**{**settings.__dict__, "bootstrap": True}),
+                 progress=False)  # fmt: skip
+    assert ensemble.history.best_epoch == single.history.best_epoch == [1, 1, 1, 1]
+    for a, b in zip(single.networks.state_dict().values(), ensemble.networks.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(torch.tensor(ensemble.history.train_loss), torch.tensor(single.history.train_loss))
+
+
 def test_bad_ensemble_inputs_are_refused_with_clear_errors(tmp_path):
     toy = ToyModel()
     for bad in (0, -2, 1.5, True, "3"):

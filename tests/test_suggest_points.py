@@ -66,6 +66,14 @@ def test_identical_members_do_not_disagree():
     )
 
 
+def test_bounds_given_by_name_follow_the_names_not_their_order():
+    picked = designs.suggest_points(
+        _ensemble_with_a_hole(), 3, {"cy": (0.9, 1.0), "cx": (-1.0, -0.9)}, candidates=8, events=8, seed=0
+    )
+    assert ((picked[:, 0] >= -1.0) & (picked[:, 0] <= -0.9)).all()
+    assert ((picked[:, 1] >= 0.9) & (picked[:, 1] <= 1.0)).all()
+
+
 def test_bad_requests_for_points_get_clear_errors():
     toy = ToyModel()
     model = _ensemble_with_a_hole()
@@ -78,6 +86,8 @@ def test_bad_requests_for_points_get_clear_errors():
         designs.suggest_points(model, 9, candidates=8)
     with pytest.raises(ValueError, match="bounds give 1 parameters, the model has 2"):
         designs.suggest_points(model, 2, [(-1.0, 1.0)], candidates=8)
+    with pytest.raises(ValueError, match=r"bounds name \['cx', 'nu'\]; the model's parameters are \['cx', 'cy'\]"):
+        designs.suggest_points(model, 2, {"nu": (0.0, 1.0), "cx": (0.0, 1.0)}, candidates=8)
     with pytest.raises(ValueError, match="min_distance must be a finite number"):
         designs.suggest_points(model, 2, candidates=8, min_distance=float("nan"))
     with pytest.raises(ValueError, match=r"theta must have shape \(C, 2\)"):
