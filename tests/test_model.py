@@ -411,8 +411,8 @@ def test_amplitudes_gradient_by_hand_matches_the_general_path(case):
     grid = torch.tensor([[0.2, -0.3], [-0.9, 0.6], [3.0, -4.0]], dtype=torch.float64, requires_grad=True)
     prepared = model.prepare(events)
     scaled = model.scale_theta(grid.detach()).requires_grad_()
-    assert prepared._stacked.log_prob(scaled).grad_fn.name() == "_AmplitudesLogProbBackward"
-    parts, _, _ = _AmplitudesLogProb.parts(prepared._stacked, scaled.detach())
+    assert prepared._stacked[0].log_prob(scaled).grad_fn.name() == "_AmplitudesLogProbBackward"
+    parts, _, _ = _AmplitudesLogProb.parts(prepared._stacked[0], scaled.detach())
     assert (parts is None) == (case == "one wide")
     with pytest.warns(OutOfRangeWarning):
         values = [prepared.log_prob(grid), model.log_prob(events, grid[:, None])]
