@@ -102,8 +102,12 @@ class ReportContext:
 
     @property
     def centre(self) -> np.ndarray:
-        """The centre of the training range, shape ``(k,)``."""
-        return self.bounds.mean(1)
+        """The centre of the training range, shape ``(k,)``, to the decimal of a thousandth of its width.
+
+        θ drawn at random spans its box up to a hair: the centre of ``[-1.49999, 1.49998]`` reads 0.
+        """
+        decimals = np.ceil(-np.log10(1e-3 * (self.bounds[:, 1] - self.bounds[:, 0]))).astype(int)
+        return np.array([round(float(c), int(n)) for c, n in zip(self.bounds.mean(1), decimals, strict=True)])
 
     @property
     def half(self) -> np.ndarray:
