@@ -107,7 +107,8 @@ class ReportContext:
         θ drawn at random spans its box up to a hair: the centre of ``[-1.49999, 1.49998]`` reads 0.
         """
         decimals = np.ceil(-np.log10(1e-3 * (self.bounds[:, 1] - self.bounds[:, 0]))).astype(int)
-        return np.array([round(float(c), int(n)) for c, n in zip(self.bounds.mean(1), decimals, strict=True)])
+        # + 0.0: a centre that rounds to -0.0 reads 0
+        return np.array([round(float(c), int(n)) + 0.0 for c, n in zip(self.bounds.mean(1), decimals, strict=True)])
 
     @property
     def half(self) -> np.ndarray:
