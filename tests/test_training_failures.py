@@ -204,7 +204,7 @@ MISMATCHES = {  # part: (inputs, TrainingConfig changes, model dtype, the part's
     ),
     "x": (shifted_x, {}, torch.float32, "the training events x"),
     "weights": (reweighted, {}, torch.float32, "the event weights"),
-    "network": (same, {}, torch.float64, r"the network settings \(NetworkConfig and dtype\)"),
+    "network": (same, {}, torch.float64, r"the network settings \(NetworkConfig, dtype and ensemble size\)"),
     "training": (
         same,
         {"learning_rate": 2e-3},
