@@ -443,7 +443,9 @@ class DensityModel(nn.Module):
         if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < self.ensemble:
             raise ValueError(f"member index must be an integer in [0, {self.ensemble}), got {index!r}")
         d = len(self.observables)
-        # its own networks are built on the meta device (no memory) and replaced; the global random stream is kept
+        # the view's own networks are drawn on the CPU, moved to the meta device (freed) and replaced by the
+        # member's; fork_rng keeps that draw out of the global random stream (building under
+        # `with torch.device("meta")` measured twice as slow: 30 against 16 ms for the paper network)
         with torch.random.fork_rng(devices=[]):
             view = DensityModel(self.observables, self.params, self.config, self.order, device="meta")
         view.networks = nn.ModuleList(self.networks[int(index) * d : (int(index) + 1) * d])
