@@ -103,6 +103,7 @@ def idata(model, x_obs):
         num_chains=2,
         seed=1,
         progress=False,
+        sampler="nuts",
     )
 
 
@@ -193,12 +194,14 @@ def test_torch_priors_are_pyro_priors():
     x = toy.sample(N_EVENTS, list(TRUTH), seed=DATA_SEED)
     torch_priors = {name: torch.distributions.Uniform(*BOX) for name in ("cx", "cy")}
     runs = [
-        sample_posterior(toy, x, priors, num_samples=20, warmup_steps=20, num_chains=1, seed=5, progress=False)
+        sample_posterior(toy, x, priors, num_samples=20, warmup_steps=20, num_chains=1, seed=5, progress=False,
+                         sampler="nuts")
         for priors in (_uniform_priors(), torch_priors)
     ]
     np.testing.assert_allclose(_draws(runs[0], "cx"), _draws(runs[1], "cx"), rtol=1e-6)
     with pytest.raises(TypeError, match=r"give a pyro\.distributions distribution"):
-        sample_posterior(toy, x, {"cx": torch.distributions.Uniform(*BOX), "cy": _TorchOnly(0.0, 1.0)}, progress=False)
+        sample_posterior(toy, x, {"cx": torch.distributions.Uniform(*BOX), "cy": _TorchOnly(0.0, 1.0)}, progress=False,
+                         sampler="nuts")
 
 
 class _TorchOnly(torch.distributions.Normal):

@@ -69,7 +69,7 @@ def test_nuisance_widens_the_posterior(factory):
 
     idata = sample_posterior(
         model, x, {**_uniform_priors(), "nu": dist.Normal(0.0, 1.0)}, num_samples=500, warmup_steps=300,
-        num_chains=2, seed=2, progress=False,
+        num_chains=2, seed=2, progress=False, sampler="nuts",
     )  # fmt: skip
     for i, name in enumerate(("cx", "cy", "nu")):
         d = _draws(idata, name)
@@ -140,7 +140,8 @@ def test_weights_and_extra_terms_enter_the_log_joint(model, x_obs):
 
 
 @pytest.mark.mcmc
-def test_seeds_reproduce_and_global_random_state_is_untouched(model, x_obs):
+@pytest.mark.parametrize("sampler", ["smc", "nuts"])
+def test_seeds_reproduce_and_global_random_state_is_untouched(model, x_obs, sampler):
     x = x_obs[:30]
 
     def run(seed):
@@ -155,6 +156,7 @@ def test_seeds_reproduce_and_global_random_state_is_untouched(model, x_obs):
                 num_chains=2,
                 seed=seed,
                 progress=False,
+                sampler=sampler,
             )
 
     torch.manual_seed(11)

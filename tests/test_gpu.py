@@ -72,7 +72,8 @@ def test_scan_and_posterior_run_on_cuda(cpu_model):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             runs[model.device.type] = bayes.sample_posterior(
-                model, events, priors, num_samples=100, warmup_steps=100, num_chains=2, seed=0, progress=False
+                model, events, priors, num_samples=100, warmup_steps=100, num_chains=2, seed=0, progress=False,
+                sampler="nuts",
             )
     assert runs["cuda"]["posterior"]["cx"].shape == (2, 100)
     # the devices draw different random numbers: the two means agree within their Monte Carlo errors

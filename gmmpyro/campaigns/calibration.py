@@ -226,7 +226,7 @@ def sbc(
     params = model_params(model)
     config = _sampler_config(sampler, config, n_draws)
     priors, ranked = _priors(prior, params, sampler)
-    per_run = config.n_particles if sampler == "smc" else num_samples
+    per_run = (config.n_particles or num_samples) if sampler == "smc" else num_samples
     if num_chains * per_run < n_draws:
         raise ValueError(
             f"n_draws = {n_draws} is more than the {num_chains} × {per_run} draws of each posterior; "

@@ -258,6 +258,7 @@ def _posterior(model, x_obs, settings: DemoSettings, *, device, seed: int, progr
         device=device,
         seed=seed,
         progress=progress,
+        sampler="nuts",
     )
 
 

@@ -1,4 +1,4 @@
-"""``gmmpyro infer``: NUTS posterior and/or profile-likelihood scan for observed events."""
+"""``gmmpyro infer``: Bayesian posterior and/or profile-likelihood scan for observed events."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def add_infer_command(subparsers) -> argparse.ArgumentParser:
         nargs="+",
         type=parse_prior,
         metavar="NAME=PRIOR",
-        help="name=uniform:lo:hi, name=normal:mean:sd or name=value (fixed); runs NUTS",
+        help="name=uniform:lo:hi, name=normal:mean:sd or name=value (fixed); samples the posterior",
     )
     infer.add_argument(
         "--scan",
@@ -54,14 +54,17 @@ def add_infer_command(subparsers) -> argparse.ArgumentParser:
     )
     infer.add_argument(
         "--sampler",
-        choices=("nuts", "batched", "smc"),
-        default="nuts",
-        help="posterior sampler: Pyro NUTS, batched HMC chains, or tempered SMC for several modes (default nuts)",
+        choices=("smc", "nuts", "batched"),
+        default="smc",
+        help="posterior sampler: tempered SMC (weighs separated modes, gives the evidence), Pyro NUTS, or "
+        "batched HMC chains (default smc)",
     )
     infer.add_argument("--chains", type=int, default=4, help="chains, or SMC runs (default 4)")
-    infer.add_argument("--warmup", type=int, default=1000, help="warm-up steps per chain (default 1000)")
-    infer.add_argument("--draws", type=int, default=1000, help="draws per chain (default 1000)")
-    infer.add_argument("--seed", type=int, default=0, help="seed of the chains (default 0)")
+    infer.add_argument("--warmup", type=int, default=1000, help="warm-up steps per chain, MCMC only (default 1000)")
+    infer.add_argument(
+        "--draws", type=int, default=1000, help="draws per chain, or particles per SMC run (default 1000)"
+    )
+    infer.add_argument("--seed", type=int, default=0, help="seed of the sampler (default 0)")
     infer.add_argument("--device", type=parse_device, help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     infer.add_argument("--quiet", action="store_true", help="no progress bars")
     infer.add_argument(

@@ -88,7 +88,7 @@ def batched_output(
 
 
 def smc_output(target: Target, *, seeds: list[int], config: SMCConfig, progress: bool) -> SamplerOutput:
-    """One tempered-SMC run per seed, each a "chain" of ``config.n_particles`` equally weighted draws.
+    """One tempered-SMC run per seed, each a "chain" of its equally weighted particles.
 
     Independent runs make R-hat meaningful (each run must find every mode on its own) and
     give a second error estimate of ``log Z``: the spread of the runs' values.
@@ -96,7 +96,10 @@ def smc_output(target: Target, *, seeds: list[int], config: SMCConfig, progress:
     runs = [run_smc(target, config, seed=s, progress=progress) for s in seeds]
     # resampling leaves the particles in their ancestors' order; shuffled, the halves that split R-hat
     # compares are exchangeable
-    orders = [torch.randperm(config.n_particles, generator=torch.Generator().manual_seed(s)) for s in seeds]
+    orders = [
+        torch.randperm(r.z.shape[0], generator=torch.Generator().manual_seed(s))
+        for r, s in zip(runs, seeds, strict=True)
+    ]
     z = torch.stack([r.z[order.to(r.z.device)] for r, order in zip(runs, orders, strict=True)])  # C n k
     lineage = torch.stack([r.eve.cpu()[order] for r, order in zip(runs, orders, strict=True)])  # C n
     with torch.no_grad():

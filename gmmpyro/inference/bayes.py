@@ -1,8 +1,9 @@
-r"""Bayesian posteriors of a conditional density's parameters with Pyro's NUTS, as ArviZ data.
+r"""Bayesian posteriors of a conditional density's parameters, as ArviZ data.
 
 :func:`sample_posterior` is the one-call route: priors by parameter name, a number fixes a
-parameter, NUTS chains, and an ArviZ object with ``posterior``, ``sample_stats``,
-``log_likelihood`` (per event) and ``observed_data``.
+parameter, a sampler (tempered SMC by default, Pyro's NUTS, or batched HMC chains), and an
+ArviZ object with ``posterior``, ``sample_stats``, ``log_likelihood`` (per event) and
+``observed_data``.
 
 Your own Pyro model works just as well: :class:`~gmmpyro.distribution.GMMDistribution` (or
 ``model.distribution(theta)`` of a trained :class:`gmmpyro.DensityModel`) is an ordinary
@@ -34,13 +35,14 @@ numbers, doing all the work at every call. With the toy's sign-symmetric ``|c|``
 starting points can leave a chain in a local mode of negligible mass; start chains with
 ``init_strategy=init_to_value(...)`` near the bulk, as :func:`sample_posterior` does.
 
-Chains run one after the other in this process, each its own ``pyro.infer.MCMC`` run with
-its own seed, so CPU and CUDA behave alike; the caller's random streams are left as they
-were (see :mod:`gmmpyro.inference.chains`). The chain seeds come from
+With ``sampler="nuts"`` the chains run one after the other in this process, each its own
+``pyro.infer.MCMC`` run with its own seed, so CPU and CUDA behave alike; the caller's random
+streams are left as they were (see :mod:`gmmpyro.inference.chains`). The seeds of the chains
+(or SMC runs) come from
 ``numpy.random.SeedSequence(seed)`` (fresh entropy when ``seed`` is ``None``; the seed used
 is stored in the result's attributes, pass it back to reproduce a run).
 
-Why a Pyro model and not a ``potential_fn``: with a model, Pyro maps each prior's support
+Why a Pyro model and not a ``potential_fn`` for NUTS: with a model, Pyro maps each prior's support
 to an unconstrained space itself and initialises within it; with ``potential_fn`` one must
 pass ``transforms`` and ``initial_params`` by hand (pyro #2585). The price is Pyro's
 tracing, ~1 ms per gradient evaluation: a hand-written potential was 1.3× faster for the
@@ -53,6 +55,7 @@ even when called under ``torch.no_grad``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import warnings
@@ -98,21 +101,21 @@ def sample_posterior(
     progress: bool = True,
     config: NUTSConfig | BatchedHMCConfig | SMCConfig | None = None,
     log_likelihood: bool = True,
-    sampler: Literal["nuts", "batched", "smc"] = "nuts",
+    sampler: Literal["smc", "nuts", "batched"] = "smc",
 ):
     r"""Sample ``p(θ | x_obs) ∝ Π_i p(x_i | θ)^{w_i} · Π_j π_j(θ_j) · Π_t e^{t(θ)}``.
 
     Three samplers (see "Which sampler?" in the docs):
 
+    * ``"smc"`` (the default): ``num_chains`` independent runs of likelihood-tempered
+      sequential Monte Carlo (:func:`~gmmpyro.inference.smc.run_smc`), each a "chain" of
+      ``num_samples`` equally weighted particles (``config.n_particles`` if set;
+      ``warmup_steps`` does not apply): separated modes get their correct weights, and the
+      log evidence comes with them;
     * ``"nuts"``: Pyro's NUTS, chains one after the other;
     * ``"batched"``: ``num_chains`` HMC chains with ChEES adaptation advanced together, one
       likelihood pass per leapfrog step for all of them
-      (:func:`~gmmpyro.inference.chees.run_batched_hmc`); a few dozen chains adapt best;
-    * ``"smc"``: ``num_chains`` independent runs of likelihood-tempered sequential Monte
-      Carlo (:func:`~gmmpyro.inference.smc.run_smc`), each a "chain" of
-      ``config.n_particles`` equally weighted draws (``num_samples`` and ``warmup_steps`` do
-      not apply): separated modes get their correct weights, and the log evidence comes
-      with them.
+      (:func:`~gmmpyro.inference.chees.run_batched_hmc`); a few dozen chains adapt best.
 
     The result has the groups
 
@@ -137,7 +140,8 @@ def sample_posterior(
         priors: one entry per model parameter: a univariate torch/Pyro distribution (its
             prior; for a nuisance parameter ``Normal(0, 1)`` makes it a constrained nuisance),
             or a number, which fixes the parameter. A ``ValueError`` lists unknown or missing names.
-        num_samples, warmup_steps: draws kept and warm-up (adaptation) iterations per chain.
+        num_samples, warmup_steps: draws kept and warm-up (adaptation) iterations per chain
+            (SMC: particles per run; no warm-up).
         num_chains: chains (``"nuts"``: one after the other, see the module docstring;
             ``"batched"``: at least 2, together) or SMC runs.
         device: run the likelihood there; a model elsewhere is copied with ``model.to(device)``
@@ -152,7 +156,7 @@ def sample_posterior(
         config: the sampler's settings: :class:`NUTSConfig`, :class:`BatchedHMCConfig` or
             :class:`SMCConfig` (default: the sampler's defaults).
         log_likelihood: store the per-event log-likelihood group (``chain × draw × N`` numbers).
-        sampler: ``"nuts"``, ``"batched"`` or ``"smc"``.
+        sampler: ``"smc"``, ``"nuts"`` or ``"batched"``.
 
     Returns:
         ``arviz.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (ArviZ 1.x), groups as above.
@@ -190,6 +194,10 @@ def sample_posterior(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if sampler == "smc" and config.n_particles is None:
+        if num_samples < 2:
+            raise ValueError(f"sampler='smc' needs num_samples >= 2 particles per run, got {num_samples}")
+        config = dataclasses.replace(config, n_particles=num_samples)
     if sampler == "batched" and num_chains < 2:
         raise ValueError(f"sampler='batched' needs num_chains >= 2 (a few dozen adapt best), got {num_chains}")
     if device is not None:

@@ -54,6 +54,7 @@ from .target import Target
 
 __all__ = ["SMCConfig", "SMCResult", "distinct_lineages", "run_smc"]
 
+DEFAULT_PARTICLES = 1000  # of run_smc when SMCConfig.n_particles is None
 _BISECTION_STEPS = 60  # halvings of [0, 1 - β]: the increment to ~1e-18
 # each particle's step is the tuned one times e^U, U ~ Uniform(-1, 1): drawn independently of the
 # state, so the moves stay exact, and modes narrower than the particles' spread still get small steps
@@ -66,11 +67,14 @@ class SMCConfig:
 
     Arguments:
         n_particles: particles (at least 2); the Monte Carlo error of means and of ``log Z``
-            falls as ``1/√n_particles``.
+            falls as ``1/√n_particles``. ``None``: 1000 in :func:`run_smc`, and in
+            :func:`~gmmpyro.inference.bayes.sample_posterior` its ``num_samples`` (draws per run).
         target_ess: effective sample size, as a fraction of ``n_particles``, kept by each
             tempering increment; closer to 1 means more, smaller steps.
-        n_mcmc_steps: MCMC moves of every particle after each resampling; ``None``: 5 for
-            HMC, 20 for RWM (about the same likelihood evaluations per step).
+        n_mcmc_steps: MCMC moves of every particle after each resampling; ``None``: 2 for
+            HMC, 20 for RWM. The defaults (2 moves of 2 leapfrog steps) left the particles of
+            a 400-event toy posterior as good as independent: the spread of 32 runs' means gave
+            an effective sample size of 0.96-1.2 × ``n_particles`` (see the benchmarks).
         kernel: ``"hmc"``, Hamiltonian moves of ``n_leapfrog`` gradient steps, or ``"rwm"``,
             random-walk Metropolis with proposals ``N(0, (2.38² / k) · s² · Σ)`` (Gelman,
             Roberts & Gilks 1996), ``Σ`` the particles' covariance and ``s`` tuned.
@@ -85,11 +89,11 @@ class SMCConfig:
         0.5
     """
 
-    n_particles: int = 2000
+    n_particles: int | None = None
     target_ess: float = 0.5
     n_mcmc_steps: int | None = None
     kernel: Literal["hmc", "rwm"] = "hmc"
-    n_leapfrog: int = 5
+    n_leapfrog: int = 2
     dense_mass: bool = True
     target_accept: float | None = None
     max_steps: int = 1000
@@ -101,7 +105,7 @@ class SMCConfig:
         """Raise a ``ValueError`` naming the bad setting."""
         for name, low in (("n_particles", 2), ("n_mcmc_steps", 1), ("n_leapfrog", 1), ("max_steps", 1)):
             value = getattr(self, name)
-            if name == "n_mcmc_steps" and value is None:
+            if name in ("n_particles", "n_mcmc_steps") and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -180,7 +184,7 @@ def run_smc(target: Target, config: SMCConfig | None = None, *, seed: int, progr
     if not isinstance(config, SMCConfig):
         raise TypeError(f"config must be an SMCConfig, got {type(config).__name__}")
     start = time.perf_counter()
-    n, device = config.n_particles, target.device
+    n, device = config.n_particles or DEFAULT_PARTICLES, target.device
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     z = target.sample_prior(n, seed=seed).to(dtype=target.dtype, device=target.device)  # n k
@@ -248,7 +252,7 @@ class _Mover:
         self.target, self.config, self.gen = target, config, gen
         hmc = config.kernel == "hmc"
         self.accept_target = config.target_accept or (0.65 if hmc else 0.3)
-        self.n_moves = config.n_mcmc_steps or (5 if hmc else 20)
+        self.n_moves = config.n_mcmc_steps or (2 if hmc else 20)
         k = target.dim
         # HMC moves in coordinates whitened by Σ, where a Gaussian target has unit scale
         self.step = 1.0 / k**0.25 if hmc else 2.38 / math.sqrt(k)
