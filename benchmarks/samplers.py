@@ -155,10 +155,18 @@ def batched_configs(args) -> list[tuple[str, BatchedHMCConfig]]:
     return [(f" ({c})" if len(criteria) > 1 else "", BatchedHMCConfig(criterion=c)) for c in criteria]
 
 
-def smc(target: Target, *, runs: int, particles: int, seed: int) -> dict:
+def smc_configs(args, particles: int) -> list[tuple[str, SMCConfig]]:
+    """``(row label, config)`` of each ``--smc-moves`` (labelled when given)."""
+    if not args.smc_moves:
+        return [("", SMCConfig(n_particles=particles))]
+    return [(f" ({m} × {s} moves)", SMCConfig(n_particles=particles, n_mcmc_steps=m, n_leapfrog=s))
+            for m, s in args.smc_moves]  # fmt: skip
+
+
+def smc(target: Target, *, runs: int, config: SMCConfig, seed: int) -> dict:
     """``runs`` independent :func:`run_smc` runs; draws ``z (run, particle, k)``, lineages and ``log Z``."""
     start = time.perf_counter()
-    results = [run_smc(target, SMCConfig(n_particles=particles), seed=seed + r) for r in range(runs)]
+    results = [run_smc(target, config, seed=seed + r) for r in range(runs)]
     return {
         "z": torch.stack([r.z for r in results]),
         "wall_s": time.perf_counter() - start,
@@ -257,7 +265,8 @@ def case_a(args, notes: list[str]) -> dict:
     for (K, w, d), (label, config) in itertools.product(args.batched_a, batched_configs(args)):
         rows.append(run(f"batched{label}, K = {K} × ({w} + {d})", "batched", config, K, w, d))
     runs, n = args.smc_a
-    rows.append(run(f"SMC, {runs} × {n} particles", "smc", SMCConfig(n_particles=n), runs, 1, 1))
+    for label, config in smc_configs(args, n):
+        rows.append(run(f"SMC{label}, {runs} × {n} particles", "smc", config, runs, n, 1))
     return {"density": origin, "exact": exact, "grid_s": grid_s, "rows": rows}
 
 
@@ -312,8 +321,9 @@ def case_b(args, n_modes: int) -> dict:
         r = batched(target, chains=K, warmup=w, draws=d, seed=args.seed, config=config)
         rows.append((f"batched{label}, K = {K} × ({w} + {d})", r, False))
     runs, n = args.smc_b
-    r = smc(target, runs=runs, particles=n, seed=args.seed)
-    rows.append((f"SMC, {runs} × {n} particles", r, True))
+    for label, config in smc_configs(args, n):
+        r = smc(target, runs=runs, config=config, seed=args.seed)
+        rows.append((f"SMC{label}, {runs} × {n} particles", r, True))
     out = []
     for name, r, is_smc in rows:
         acc = mode_accuracy(r["z"], target, truth, smc_runs=is_smc)
@@ -351,7 +361,8 @@ def case_c(args) -> dict:
         r = batched(target, chains=K, warmup=w, draws=d, seed=args.seed, config=config)
         rows.append((f"batched{label}, K = {K} × ({w} + {d})", r))
     runs, n = args.smc_c
-    rows.append((f"SMC, {runs} × {n} particles", smc(target, runs=runs, particles=n, seed=args.seed)))
+    for label, config in smc_configs(args, n):
+        rows.append((f"SMC{label}, {runs} × {n} particles", smc(target, runs=runs, config=config, seed=args.seed)))
     out = []
     for name, r in rows:
         named = _named(target, r["z"])
@@ -434,6 +445,14 @@ def _pair(text: str) -> tuple[int, int]:
     return parts
 
 
+def _moves(text: str) -> tuple[int, int]:
+    """``"MOVES:LEAPFROG"`` as positive integers."""
+    parts = tuple(int(p) for p in text.split(":"))
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected MOVES:LEAPFROG with positive integers, got {text!r}")
+    return parts
+
+
 _SIZES: dict[str, tuple[object, object]] = {  # full, quick
     "nuts_a": ((4, 250, 250), (2, 50, 50)),
     "batched_a": ([(4, 100, 100), (64, 50, 30)], [(4, 50, 20), (8, 50, 20)]),
@@ -458,6 +477,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.add_argument(f"--nuts-{case}", type=_triple, metavar="C:W:D", help="NUTS chains:warmup:draws")
         parser.add_argument(f"--batched-{case}", type=_triple, nargs="+", metavar="K:W:D", help="batched rows")
         parser.add_argument(f"--smc-{case}", type=_pair, metavar="R:N", help="SMC runs:particles")
+    parser.add_argument("--smc-moves", type=_moves, nargs="+", metavar="M:L", default=None,
+                        help="SMC rows with M moves of L leapfrog steps each (default: SMCConfig's)")
     parser.add_argument("--criteria", nargs="+", choices=("chees", "chees_per_gradient"), default=None,
                         help=f"trajectory criteria of the batched rows (default {BatchedHMCConfig().criterion})")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

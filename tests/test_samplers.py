@@ -94,6 +94,29 @@ def test_smc_runs_agree_with_the_exact_grid_and_give_the_evidence(toy_case):
         assert abs(value - quadrature) < Z * max(error, 0.02), (value, quadrature, error)
 
 
+@pytest.mark.mcmc
+def test_the_default_sampler_is_smc_with_num_samples_particles_near_independent(toy_case):
+    """16 default runs of 200 particles: their means spread as ~200 independent draws' would.
+
+    The effective sample size per run is estimated as ``sd² / Var(run means)`` (``sd`` from
+    the grid). Its variance estimate has 15 degrees of freedom: with an ESS of the particles'
+    number, an estimate below 0.3 of it has probability ~1e-5 (χ²₁₅ / 15 > 3.3). The distinct
+    lineages, the lower bound, are ~10 % of the particles: the test would fail at that ESS.
+    """
+    toy, x, exact = toy_case
+    idata = sample_posterior(toy, x, _priors(), num_chains=16, num_samples=200, seed=5, progress=False)
+    assert idata["posterior"].attrs["sampler"] == "SMC" and idata["posterior"]["cx"].shape == (16, 200)
+    for i, name in enumerate(("cx", "cy")):
+        d = np.asarray(idata["posterior"][name].values, dtype=np.float64)  # run particle
+        sd = exact.mean_sd(i)[1]
+        assert sd**2 / np.var(d.mean(1), ddof=1) > 0.3 * 200, name
+    with pytest.raises(ValueError, match="needs num_samples >= 2"):
+        sample_posterior(toy, x, _priors(), num_samples=1, progress=False)
+    explicit = sample_posterior(toy, x, _priors(), num_chains=1, num_samples=7, seed=5, progress=False,
+                                config=SMCConfig(n_particles=30))  # fmt: skip
+    assert explicit["posterior"]["cx"].shape == (1, 30)  # the config's particles win over num_samples
+
+
 def test_sampler_and_config_must_match():
     toy = ToyModel()
     x = toy.sample(10, [0.5, 0.5], seed=0)
@@ -130,3 +153,12 @@ def test_smc_runs_that_disagree_on_the_evidence_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _report_smc(lineage, {"log_evidence": [0.0, 0.3], "log_evidence_se": [0.1, 0.1]})  # 2.1 σ apart
+    # 16 runs scattered by their errors: some of the 120 pairs lie > 3σ apart by chance, the χ² test stays quiet
+    many = np.random.default_rng(13).normal(0.0, 0.1, 16)  # two runs 3.5σ apart, χ² 20.1 on 15 dof
+    lineages = np.arange(1600).reshape(16, 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _report_smc(lineages, {"log_evidence": list(many), "log_evidence_se": [0.1] * 16})
+    many[3] += 0.7  # one run 7σ off: a missed mode
+    with pytest.warns(ConvergenceWarning, match="disagree on the log evidence"):
+        _report_smc(lineages, {"log_evidence": list(many), "log_evidence_se": [0.1] * 16})
