@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # CUDA check in under five minutes: the tests marked `gpu` and the distribution battery on CUDA, then a θ-cheap design's
-# log_prob + gradient, 61 x 61 scan and NUTS speed on CUDA at 400, 10 000 and 100 000 events, and the batched
-# sampler with 64 and 1024 chains at 400 events.
+# log_prob + gradient, 61 x 61 scan and NUTS speed on CUDA at 400, 10 000 and 100 000 events, the batched
+# sampler with 64 and 1024 chains and the default sampler (tempered SMC) at 400 events.
 #
 # Run from anywhere with the project's Python (the virtual environment's, or $PYTHON):
 #
 #   bash benchmarks/gpu_check.sh
 #   PYTHON=.venv/bin/python MODEL=toy_lowrank.gmm bash benchmarks/gpu_check.sh
 #   DESIGN=amplitudes bash benchmarks/gpu_check.sh
-#   DEVICE=cpu EVENTS="100 300" GRID=5 CHAINS=1 WARMUP=10 DRAWS=10 SKIP_TESTS=1 bash benchmarks/gpu_check.sh
+#   DEVICE=cpu EVENTS="100 300" GRID=5 CHAINS=1 WARMUP=10 DRAWS=10 BATCHED_CHAINS=4 SMC_PARTICLES=50 SKIP_TESTS=1 \
+#       bash benchmarks/gpu_check.sh
 #
 # Settings (environment): MODEL, a saved DensityModel (default: a fresh one of DESIGN, "lowrank" or
 # "amplitudes" (default lowrank), fitted for one epoch; its timings hold, its ESS does not); DEVICE (cuda); DTYPE (float32); EVENTS
 # ("400 10000 100000"); GRID (61); CHAINS, WARMUP, DRAWS (2, 300, 300); BATCHED_CHAINS, chain
-# counts of the batched sampler at the first EVENTS value ("64 1024"); THREADS (1); SKIP_TESTS (0). Prints the machine, pytest's output and one Markdown table; exits with
+# counts of the batched sampler at the first EVENTS value ("64 1024"); SMC_PARTICLES, particles of each of
+# CHAINS SMC runs there (1000); THREADS (1); SKIP_TESTS (0). Prints the machine, pytest's output and one Markdown table; exits with
 # pytest's status.
 set -euo pipefail
 
@@ -22,7 +24,7 @@ PYTHON=${PYTHON:-python}
 export DEVICE=${DEVICE:-cuda} DTYPE=${DTYPE:-float32} EVENTS=${EVENTS:-400 10000 100000} GRID=${GRID:-61}
 export CHAINS=${CHAINS:-2} WARMUP=${WARMUP:-300} DRAWS=${DRAWS:-300} THREADS=${THREADS:-1} MODEL=${MODEL:-}
 export DESIGN=${DESIGN:-lowrank}
-export BATCHED_CHAINS=${BATCHED_CHAINS:-64 1024}
+export BATCHED_CHAINS=${BATCHED_CHAINS:-64 1024} SMC_PARTICLES=${SMC_PARTICLES:-1000}
 SKIP_TESTS=${SKIP_TESTS:-0}
 
 echo "machine: $(uname -srm)"
@@ -61,6 +63,7 @@ import torch  # noqa: E402
 from speed import gmmpyro_model, grid_seconds, log_prob_grad_ms, nuts_numbers, scan_seconds, toy_events  # noqa: E402
 
 from gmmpyro.inference.bayes import sample_posterior  # noqa: E402
+from gmmpyro.inference.smc import distinct_lineages  # noqa: E402
 from gmmpyro.toy import ToyModel, paper_config  # noqa: E402
 
 env = os.environ
@@ -105,6 +108,18 @@ with warnings.catch_warnings():  # an untrained model's fits and chains warn; th
             f"{wall:.3g} s, {idata['posterior'].attrs['n_grad_evals'] / wall:.0f} chain-gradients/s, "
             f"bulk ESS/s (min) {ess / wall:.3g}",
         ))
+    # the default sampler: CHAINS tempered-SMC runs, every particle of a step scored in one batch
+    particles = int(env["SMC_PARTICLES"])
+    tic_k = time.perf_counter()
+    idata = sample_posterior(model, x, {p: dist.Uniform(low, high) for p in model.params}, num_chains=chains,
+                             num_samples=particles, seed=0, progress=False, log_likelihood=False)  # fmt: skip
+    wall = time.perf_counter() - tic_k
+    evals = sum(idata["posterior"].attrs["n_likelihood_evals"])
+    lineages = sum(distinct_lineages(e) for e in idata["sample_stats"]["lineage"].values)
+    rows.append((
+        f"{name}, {n_first} events: SMC {chains} × {particles} particles",
+        f"{wall:.3g} s, {evals / wall:.0f} particle evaluations/s, {lineages:.0f} distinct lineages (ESS ≥)",
+    ))
 print()
 print(f"torch {torch.__version__}, device {device}"
       + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))

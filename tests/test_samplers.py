@@ -115,6 +115,13 @@ def test_the_default_sampler_is_smc_with_num_samples_particles_near_independent(
     explicit = sample_posterior(toy, x, _priors(), num_chains=1, num_samples=7, seed=5, progress=False,
                                 config=SMCConfig(n_particles=30))  # fmt: skip
     assert explicit["posterior"]["cx"].shape == (1, 30)  # the config's particles win over num_samples
+    from gmmpyro.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():  # 5 draws: diagnostics may complain, and that's fine here
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        nuts = sample_posterior(toy, x, _priors(), num_chains=1, num_samples=5, warmup_steps=5, seed=5,
+                                progress=False, config=NUTSConfig(max_tree_depth=3))  # fmt: skip
+    assert nuts["posterior"].attrs["sampler"] == "NUTS"  # a config alone chooses its sampler
 
 
 def test_sampler_and_config_must_match():

@@ -102,7 +102,7 @@ def sample_posterior(
     progress: bool = True,
     config: NUTSConfig | BatchedHMCConfig | SMCConfig | None = None,
     log_likelihood: bool = True,
-    sampler: Literal["smc", "nuts", "batched"] = "smc",
+    sampler: Literal["smc", "nuts", "batched"] | None = None,
 ):
     r"""Sample ``p(θ | x_obs) ∝ Π_i p(x_i | θ)^{w_i} · Π_j π_j(θ_j) · Π_t e^{t(θ)}``.
 
@@ -157,7 +157,8 @@ def sample_posterior(
         config: the sampler's settings: :class:`NUTSConfig`, :class:`BatchedHMCConfig` or
             :class:`SMCConfig` (default: the sampler's defaults).
         log_likelihood: store the per-event log-likelihood group (``chain × draw × N`` numbers).
-        sampler: ``"smc"``, ``"nuts"`` or ``"batched"``.
+        sampler: ``"smc"``, ``"nuts"`` or ``"batched"``; ``None``: the one ``config`` is
+            for (``config=NUTSConfig(...)`` alone runs NUTS), else ``"smc"``.
 
     Returns:
         ``arviz.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (ArviZ 1.x), groups as above.
@@ -181,6 +182,8 @@ def sample_posterior(
         >>> idata["constant_data"]["nu"].values.item()  # fixed parameters are constant data
         0.0
     """
+    if sampler is None:
+        sampler = next((name for name, kind in _CONFIGS.items() if isinstance(config, kind)), "smc")
     if sampler not in _CONFIGS:
         raise ValueError(f"sampler must be one of {sorted(_CONFIGS)}, got {sampler!r}")
     config = _CONFIGS[sampler]() if config is None else config
