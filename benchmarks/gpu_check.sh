@@ -96,11 +96,11 @@ with warnings.catch_warnings():  # an untrained model's fits and chains warn; th
     n_first = int(env["EVENTS"].split()[0])
     x = toy_events(n_first, 1, device, dtype)
     low, high = (torch.tensor(v, dtype=dtype, device=device) for v in (-1.5, 1.5))
+    priors = {p: dist.Uniform(low, high) for p in model.params}
     for chains_k in (int(v) for v in env["BATCHED_CHAINS"].split()):
         tic_k = time.perf_counter()
-        idata = sample_posterior(model, x, {p: dist.Uniform(low, high) for p in model.params}, sampler="batched",
-                                 num_chains=chains_k, num_samples=draws, warmup_steps=warmup, seed=0,
-                                 progress=False, log_likelihood=False)  # fmt: skip
+        idata = sample_posterior(model, x, priors, sampler="batched", num_chains=chains_k, num_samples=draws,
+                                 warmup_steps=warmup, seed=0, progress=False, log_likelihood=False)  # fmt: skip
         wall = time.perf_counter() - tic_k
         ess = min(float(az.ess(idata["posterior"][p].values, method="bulk")) for p in model.params)
         rows.append((
@@ -111,8 +111,8 @@ with warnings.catch_warnings():  # an untrained model's fits and chains warn; th
     # the default sampler: CHAINS tempered-SMC runs, every particle of a step scored in one batch
     particles = int(env["SMC_PARTICLES"])
     tic_k = time.perf_counter()
-    idata = sample_posterior(model, x, {p: dist.Uniform(low, high) for p in model.params}, num_chains=chains,
-                             num_samples=particles, seed=0, progress=False, log_likelihood=False)  # fmt: skip
+    idata = sample_posterior(model, x, priors, num_chains=chains, num_samples=particles, seed=0, progress=False,
+                             log_likelihood=False)  # fmt: skip
     wall = time.perf_counter() - tic_k
     evals = sum(idata["posterior"].attrs["n_likelihood_evals"])
     lineages = sum(distinct_lineages(e) for e in idata["sample_stats"]["lineage"].values)

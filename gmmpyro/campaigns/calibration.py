@@ -166,8 +166,9 @@ def sbc(
     ``SMCConfig(n_particles=10·L, n_mcmc_steps=5, n_leapfrog=5)``: distinct lineages were
     12-38 % of the particles (20 and 100 events), so the ESS exceeds ``L``; with
     ``sample_posterior``'s lighter default moves (2 × 2) the lineages are ~30 % fewer, while
-    the particles are as independent (the lineages bound the ESS from below). One run (``num_chains=1``) is the default;
-    ``num_samples`` and ``warmup_steps`` are for the MCMC samplers only.
+    the particles are as independent (the lineages bound the ESS from below). One run
+    (``num_chains=1``) is the default; ``warmup_steps`` is for the MCMC samplers only, and
+    ``num_samples`` sets SMC's particles only in an ``SMCConfig`` without ``n_particles``.
 
     Seeds, Dask, storage and resume work as in :func:`~gmmpyro.campaigns.interval_coverage.coverage`:
     simulation ``i`` takes its seeds (θ, events, posterior) from ``(seed, i)`` alone, so results
