@@ -29,7 +29,6 @@ from torch.nn import functional as F
 from .mixture import (
     _LOG_SQRT_2PI,
     _autograd_backward,
-    _floored_logsumexp,
     _MixtureAtPoints,
     _too_wide,
     component_log_prob,
@@ -46,6 +45,8 @@ __all__ = [
     "StackedAmplitudes",
     "StackedLowRank",
 ]
+
+_LIMIT_BITS = 115.0  # 2^±115 (e^±80): far from float32's overflow even summed over components
 
 
 class _LowRankFactor(nn.Module):
@@ -287,20 +288,23 @@ class StackedAmplitudes(_StackedThetaNetworks):
 
     def _cache_components(self, networks, event_parts, u, truncated, latent_range) -> None:
         """Logit features ``(d-1, R+1, N_G·N)`` and component densities ``(d-1, 1, N_G, N)`` of the later factors."""
-        n, n_gauss = self.n_events, self.n_gauss
         rank1 = networks[0].shape[0] - 2
         events = [e.detach() for e in event_parts]  # d-1 x (N R+3 N_G)
         scale = networks[0].scales[0]
-        features = [scale * e[:, :rank1].permute(1, 2, 0).reshape(rank1, n_gauss * n) for e in events]
-        self.logit_features = torch.stack(features)  # d-1 R+1 N_G·N
         components = []
         for net, e, u_i, cut in zip(networks, events, u.detach().T, truncated, strict=True):
             _, means, widths = net._outputs(torch.zeros_like(e[:, 0]), e[:, rank1], e[:, rank1 + 1])
             components.append(component_log_prob(u_i, means, widths, latent_range if cut else None).T)  # N_G N
         self.log_components = torch.stack(components).unsqueeze(1)  # d-1 1 N_G N
-        largest = self.log_components.amax(2)  # d-1 1 N
-        self.log_scale = torch.where(torch.isfinite(largest), largest, torch.zeros_like(largest))
-        self.components = torch.exp(self.log_components - self.log_scale.unsqueeze(2))  # largest 1
+        largest, best = self.log_components.max(2, keepdim=True)  # d-1 1 1 N
+        finite = torch.isfinite(largest)
+        self.log_scale = torch.where(finite, largest, torch.zeros_like(largest)).squeeze(2)  # d-1 1 N
+        self.components = torch.exp(self.log_components - self.log_scale.unsqueeze(2))  # the best 1
+        # logits relative to each event's best component, so the product gives them shifted (no maximum to
+        # find), and in bits, log₂ e · l, for exp2 (on the CPU twice as fast as exp)
+        features = torch.stack([scale / math.log(2.0) * e[:, :rank1].permute(1, 2, 0) for e in events])  # d-1 R+1 N_G N
+        reference = features.gather(2, best.expand(-1, rank1, -1, -1))  # d-1 R+1 1 N
+        self.logit_features = (features - reference).flatten(2)  # d-1 R+1 N_G·N, in bits
 
     def log_prob(self, theta_scaled: torch.Tensor) -> torch.Tensor:
         """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``.
@@ -319,56 +323,73 @@ class StackedAmplitudes(_StackedThetaNetworks):
         if len(h) == 1:
             return first
         shape = (len(h) - 1, theta_scaled.shape[0], self.n_gauss, self.n_events)
-        logits = torch.bmm(h[1:], self.logit_features).view(shape)  # d-1 B N_G N
+        logits = torch.bmm(h[1:], self.logit_features).view(shape)  # d-1 B N_G N, in bits
         out, lost = _AmplitudeSums.apply(logits, self.components, self.smallest)  # d-1 B N
         out = out + self.log_scale
         if out.device.type != "cpu" or bool(lost.any()):  # on the CPU, only when needed: a rare case
+            logits = math.log(2.0) * logits
             exact = torch.logsumexp(logits + self.log_components, 2) - torch.logsumexp(logits, 2)
             out = torch.where(lost, exact, out)
         return first + out.sum(0)  # B N
 
 
 class _AmplitudeSums(torch.autograd.Function):
-    """``log(Σ_g e^{l_g} c_g / Σ_g e^{l_g})`` over the components (dim 2), with its gradient by hand.
+    """``log(Σ_g 2^{l_g} c_g / Σ_g 2^{l_g})`` over the components (dim 2), with its gradient by hand.
 
-    ``logits l (d-1, B, N_G, N)``, ``components c (d-1, 1, N_G, N)`` in ``[0, 1]`` →
-    ``(value (d-1, B, N), lost)``: ``lost`` marks the sums below ``smallest`` (their value and
-    gradient are placeholders, for the caller to replace). With ``w_g = e^{l_g - max l}``,
-    ``∂/∂l_g = w_g c_g / Σ w c - w_g / Σ w``, computed in three elementwise passes. Second
-    derivatives (a fit's Hessian) go through autograd of the same expression.
+    ``logits l (d-1, B, N_G, N)`` in bits (``log₂`` of the weights), ``components c (d-1, 1, N_G, N)``
+    in ``[0, 1]`` → ``(value (d-1, B, N), lost)``. The logits are taken as they come, clamped to
+    ``±115`` (``e^±80``), without a search for their largest: :class:`StackedAmplitudes` gives them
+    relative to the component with ``c = 1``, so that ``1 ≤ Σ w c ≤ Σ w``. ``lost`` marks the sums
+    where this cannot hold: a numerator below ``smallest`` or a denominator reaching ``2^115`` (a
+    logit clamped); their value and gradient are finite placeholders, for the caller to replace.
+    With ``w_g = 2^{l_g}``, ``∂/∂l_g = ln 2 · (w_g c_g / Σ w c - w_g / Σ w)``, two elementwise passes
+    from the forward pass's products ``w_g c_g``. Second derivatives (a fit's Hessian) go through
+    autograd of the same expression.
     """
 
     @staticmethod
     def sums(logits, components, smallest) -> tuple[torch.Tensor, ...]:
-        """``(weights, numerator, denominator, lost)``; a lost numerator is replaced by 1."""
-        weights = torch.exp(logits - logits.detach().amax(2, keepdim=True))  # the largest 1 per event
-        numerator, denominator = (weights * components).sum(2), weights.sum(2)  # den in [1, N_G]
-        lost = numerator < smallest
-        return weights, torch.where(lost, torch.ones_like(numerator), numerator), denominator, lost
+        """``(weights, products, numerator, denominator, lost)``; a lost numerator is replaced by 1.
+
+        Terms below ``2^-115`` of the reference component's are floored there: they are far below
+        the precision of a sum that holds a 1, and smaller arguments leave the CPU's vectorised path.
+        """
+        weights = torch.exp2(logits.clamp(-_LIMIT_BITS, _LIMIT_BITS))
+        products = weights * components
+        numerator, denominator = products.sum(2), weights.sum(2)
+        lost = (numerator < smallest) | (denominator >= 2.0**_LIMIT_BITS)
+        numerator = torch.where(lost, torch.ones_like(numerator), numerator)
+        return weights, products, numerator, torch.where(lost, torch.ones_like(denominator), denominator), lost
 
     @staticmethod
     def expression(logits, components, smallest):
-        _, numerator, denominator, lost = _AmplitudeSums.sums(logits, components, smallest)
+        _, _, numerator, denominator, lost = _AmplitudeSums.sums(logits, components, smallest)
         return torch.log(numerator / denominator), lost
 
     @staticmethod
     def forward(ctx, logits, components, smallest):
-        weights, numerator, denominator, lost = _AmplitudeSums.sums(logits, components, smallest)
-        ctx.save_for_backward(logits, components, weights, numerator, denominator)
+        weights, products, numerator, denominator, lost = _AmplitudeSums.sums(logits, components, smallest)
+        ctx.save_for_backward(logits, components, weights, products, numerator, denominator)
         ctx.smallest = smallest
         ctx.mark_non_differentiable(lost)
         return torch.log(numerator / denominator), lost
 
     @staticmethod
     def backward(ctx, grad, _):
-        logits, components, weights, numerator, denominator = ctx.saved_tensors
+        logits, components, weights, products, numerator, denominator = ctx.saved_tensors
         if torch.is_grad_enabled():  # the backward pass records a graph: a second derivative follows
             def value(logits, components):
                 return _AmplitudeSums.expression(logits, components, ctx.smallest)[0]
 
             return _autograd_backward(value, (logits, components), ctx.needs_input_grad, grad)
+        return _AmplitudeSums.logit_gradient(grad, weights, products, numerator, denominator), None, None
+
+    @staticmethod
+    def logit_gradient(grad, weights, products, numerator, denominator) -> torch.Tensor:
+        """``grad (d-1 or 1, B, N)`` → ``∂/∂l = ln 2 · (w c / Σ w c - w / Σ w) · grad``, ``(d-1, B, N_G, N)``."""
+        grad = math.log(2.0) * grad
         per_numerator, per_denominator = (grad / numerator).unsqueeze(2), (grad / denominator).unsqueeze(2)
-        return weights * (components * per_numerator - per_denominator), None, None
+        return (products * per_numerator).addcmul_(weights, per_denominator, value=-1.0)
 
 
 class _AmplitudeParts(NamedTuple):
@@ -382,7 +403,8 @@ class _AmplitudeParts(NamedTuple):
     shares: torch.Tensor  # each term's share of the largest, floored as in _logsumexp: B N_G N
     total: torch.Tensor  # the shares' sum, B 1 N
     finite: torch.Tensor  # whether the largest term is finite, B 1 N
-    weights: torch.Tensor | None  # the later factors' weights e^{l - max l}: d-1 B N_G N
+    weights: torch.Tensor | None  # the later factors' weights e^l, l relative to the best component: d-1 B N_G N
+    products: torch.Tensor | None  # w_g c_g, d-1 B N_G N
     numerator: torch.Tensor | None  # Σ_g w_g c_g, d-1 B N
     denominator: torch.Tensor | None  # Σ_g w_g, d-1 B N
 
@@ -424,16 +446,16 @@ class _AmplitudesLogProb(torch.autograd.Function):
             edges = (torch.tensor(bounds, dtype=widths.dtype).view(2, 1, 1) - means) / widths  # 2 B N_G: α, β
             log_mass = log_normal_mass(*edges)
             log_peak = log_peak - log_mass
-        z, terms = _MixtureAtPoints.standardised(log_weights + log_peak, means, widths, stacked.u_first)  # B N_G N
-        first, shares, total, finite = _floored_logsumexp(terms, 1)  # B 1 N, B N_G N, B 1 N, B 1 N
-        value, later = first.squeeze(1), (None, None, None)
+        # B N_G N, B 1 N, B N_G N, B 1 N, B 1 N
+        z, first, shares, total, finite = _MixtureAtPoints.parts(log_weights + log_peak, means, widths, stacked.u_first)
+        value, later = first.squeeze(1), (None,) * 4
         if d > 1:
             shape = (d - 1, theta_scaled.shape[0], stacked.n_gauss, stacked.n_events)
             logits = torch.bmm(h[1:], stacked.logit_features).view(shape)  # d-1 B N_G N
-            weights, numerator, denominator, lost = _AmplitudeSums.sums(logits, stacked.components, stacked.smallest)
+            *later, lost = _AmplitudeSums.sums(logits, stacked.components, stacked.smallest)
             if bool(lost.any()):
                 return None, pre_activations, stacked.expression(theta_scaled)
-            later = (weights, numerator, denominator)
+            _, _, numerator, denominator = later
             value = value + (torch.log(numerator / denominator) + stacked.log_scale).sum(0)
         parts = _AmplitudeParts(log_weights, widths, edges, log_mass, z, shares, total, finite, *later)
         return parts, pre_activations, value
@@ -480,7 +502,8 @@ class _AmplitudesLogProb(torch.autograd.Function):
     @staticmethod
     def later_gradient(stacked: StackedAmplitudes, parts: _AmplitudeParts, grad: torch.Tensor) -> torch.Tensor:
         """``grad (B, N)`` → its gradient with respect to the later factors' θ features, ``(d-1, B, R + 1)``."""
-        per_numerator = (grad / parts.numerator).unsqueeze(2)  # d-1 B 1 N
-        per_denominator = (grad / parts.denominator).unsqueeze(2)
-        grad_logits = parts.weights * (stacked.components * per_numerator - per_denominator)  # d-1 B N_G N
-        return torch.bmm(grad_logits.flatten(2), stacked.logit_features.transpose(1, 2))
+        grad_logits = _AmplitudeSums.logit_gradient(
+            grad, parts.weights, parts.products, parts.numerator, parts.denominator
+        )  # d-1 B N_G N
+        # the product transposed: on the CPU faster for all but the smallest batches
+        return torch.bmm(stacked.logit_features, grad_logits.flatten(2).transpose(1, 2)).transpose(1, 2)

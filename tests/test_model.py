@@ -470,10 +470,11 @@ def test_amplitude_sums_gradcheck():
     from gmmpyro.lowrank import _AmplitudeSums
 
     torch.manual_seed(2)
-    logits = (15 * torch.randn(2, 3, 6, 4, dtype=torch.float64)).requires_grad_()
+    logits = (15 * torch.randn(2, 3, 6, 4, dtype=torch.float64)).requires_grad_()  # in bits
     components = torch.rand(2, 1, 6, 4, dtype=torch.float64) ** 8
     value, lost = _AmplitudeSums.apply(logits, components, 1e-300)
-    exact = torch.logsumexp(logits + components.log(), 2) - torch.logsumexp(logits, 2)
+    nats = math.log(2.0) * logits
+    exact = torch.logsumexp(nats + components.log(), 2) - torch.logsumexp(nats, 2)
     assert not lost.any()
     torch.testing.assert_close(value, exact, rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(lambda v: _AmplitudeSums.apply(v, components, 1e-300)[0], (logits,))
