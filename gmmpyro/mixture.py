@@ -176,17 +176,18 @@ class _MixtureAtPoints(torch.autograd.Function):
         twice as fast as ``exp``), and those below ``e^-80`` of the bound set to 0 (their ``exp``
         would leave the vectorised path; a floor instead of 0 would enter the gradient times
         ``z²``). Where an event's sum then falls below ``2^-70`` (its best term ~50 nats under the
-        bound, where the dropped terms might matter), the shares are computed again relative to
-        the largest term.
+        bound, where the dropped terms might matter), and on other devices than the CPU, the
+        shares are relative to the largest term.
         """
         z = (u - means.unsqueeze(-1)) / widths.unsqueeze(-1)  # B N_G N
+        if z.device.type != "cpu":  # no test of the sums (a synchronisation); exp is cheap there
+            return z, *_floored_logsumexp(a.unsqueeze(-1) - 0.5 * z * z, 1)
         bound = a.detach().amax(-1, keepdim=True)  # B 1
         bits = torch.addcmul(((a - bound) * _LOG2_E).unsqueeze(-1), z, z, value=-0.5 * _LOG2_E)  # B N_G N
         shares = F.threshold_(bits, _NEGLIGIBLE * _LOG2_E, -math.inf).exp2_()  # negligible terms exactly 0
         total = shares.sum(1, keepdim=True)  # B 1 N
         if not bool((total >= 2.0**-70).all()):  # also where the bound is not finite (NaN shares)
-            value, shares, total, finite = _floored_logsumexp(a.unsqueeze(-1) - 0.5 * z * z, 1)
-            return z, value, shares, total, finite
+            return z, *_floored_logsumexp(a.unsqueeze(-1) - 0.5 * z * z, 1)
         return z, bound.unsqueeze(-1) + torch.log(total), shares, total, torch.ones_like(total, dtype=torch.bool)
 
     @staticmethod

@@ -465,6 +465,32 @@ def test_mixture_at_points_matches_mixture_log_prob_and_gradcheck(bounds):
     assert not torch.autograd.grad(nothing.sum(), no_weight)[0].any()  # a constant: no gradient
 
 
+@pytest.mark.parametrize("far", [False, True])
+def test_mixture_at_points_bound_and_exact_paths(far, monkeypatch):
+    """The shares relative to the bound ``max a`` (events near the components) and, where an event's
+    best term lies ~200 nats below that bound, relative to its largest term: both exact, float64."""
+    from gmmpyro import mixture
+
+    calls = []
+    exact_path = mixture._floored_logsumexp
+    monkeypatch.setattr(mixture, "_floored_logsumexp", lambda *a: calls.append(1) or exact_path(*a))
+    torch.manual_seed(3)
+    u = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64)
+    if far:
+        u = torch.cat([u, torch.tensor([10.0], dtype=torch.float64)])  # 20 σ from every mean
+    log_weights = torch.log_softmax(torch.randn(3, 4, dtype=torch.float64), -1).requires_grad_()
+    means = (torch.linspace(-2.0, 2.0, 4, dtype=torch.float64) + 0.1 * torch.randn(3, 4, dtype=torch.float64))
+    means = means.requires_grad_()
+    widths = torch.full((3, 4), 0.4, dtype=torch.float64).requires_grad_()
+    ours = mixture.mixture_at_points(u, log_weights, means, widths)
+    assert len(calls) == (1 if far else 0)
+    general = mixture_log_prob(u[None], log_weights[:, None], means[:, None], widths[:, None])
+    torch.testing.assert_close(ours, general, rtol=1e-12, atol=1e-12)
+    grads = [torch.autograd.grad(v.sum(), (log_weights, means, widths)) for v in (ours, general)]
+    for got, expected in zip(*grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
 def test_amplitude_sums_gradcheck():
     """The later factors' hand-written gradient against finite differences, float64, ratios over 40 nats."""
     from gmmpyro.lowrank import _AmplitudeSums
