@@ -246,12 +246,15 @@ class StackedAmplitudes(_StackedThetaNetworks):
     once per θ and evaluated at the events. For the others, the Gaussians' densities
     ``N(u; μ_g, σ_g) / Z_g`` of every event are computed on construction, relative to each
     event's largest, ``c_g ∈ [0, 1]``; one θ then costs a batched product for the logits ``l``
-    and ``log(Σ_g e^{l_g} c_g / Σ_g e^{l_g})`` per event and factor (logits shifted by their
-    largest): one ``exp`` and two sums per element, laid out with the events innermost so that
-    the sums over components run across contiguous memory. Where the weighted sum loses
-    precision (the largest weights on components tens of nats below the event's best), the
-    log-sum-exp of the log densities takes over (on the CPU only there; elsewhere it is
-    computed for all events and selected).
+    and ``log(Σ_g e^{l_g} c_g / Σ_g e^{l_g})`` per event and factor: one ``exp2`` and two sums
+    per element, laid out with the events innermost so that the sums over components run
+    across contiguous memory. The cached logit features are those of each component minus
+    those of the event's best component and scaled to bits, so the product gives the logits
+    relative to that component's, ready for ``exp2``: no search for the largest, and the
+    numerator is at least 1. Where a weight still overflows (the weights ~80 nats above that
+    component's: events far in the tails of the heavy components), the log-sum-exp of the log
+    densities takes over (on the CPU only there; elsewhere it is computed for all events and
+    selected).
     Equal to scoring the factors one by one (``mixture`` of each network and
     ``gmmpyro.mixture.mixture_log_prob``). Build it again after further training.
 
