@@ -46,6 +46,8 @@ __all__ = [
     "StackedLowRank",
 ]
 
+# from this many θ on, the later factors' backward product runs faster transposed (CPU: 0.73× at 16 θ, 1.8× at 1)
+_TRANSPOSED_PRODUCT_FROM = 12
 _LIMIT_BITS = 115.0  # 2^±115 (e^±80): far from float32's overflow even summed over components
 
 
@@ -508,5 +510,7 @@ class _AmplitudesLogProb(torch.autograd.Function):
         grad_logits = _AmplitudeSums.logit_gradient(
             grad, parts.weights, parts.products, parts.numerator, parts.denominator
         )  # d-1 B N_G N
-        # the product transposed: on the CPU faster for all but the smallest batches
-        return torch.bmm(stacked.logit_features, grad_logits.flatten(2).transpose(1, 2)).transpose(1, 2)
+        grad_logits = grad_logits.flatten(2)  # d-1 B N_G·N
+        if grad_logits.shape[1] < _TRANSPOSED_PRODUCT_FROM:
+            return torch.bmm(grad_logits, stacked.logit_features.transpose(1, 2))
+        return torch.bmm(stacked.logit_features, grad_logits.transpose(1, 2)).transpose(1, 2)

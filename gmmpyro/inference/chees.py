@@ -304,12 +304,16 @@ class _Adaptation:
 
     Dual averaging uses Hoffman & Gelman's constants; Adam has no momentum, ``β₂ = 0.95``,
     learning rate 0.025 and log-updates clipped to ±0.35 (the ChEES paper's settings), and
-    ``log T`` is averaged with weights ``t^-½``.
+    ``log T`` is averaged with weights ``t^-½``. ``T`` is kept between the starting step size
+    (from the step-size search) and ``max_leapfrog_steps`` current steps. Not below the current
+    step: dual averaging's first steps try up to ~10× the searched size, and ``T`` pushed up to
+    them would take most of a short warm-up to come down again.
     """
 
     def __init__(self, step_size: float, trajectory_length: float, config: BatchedHMCConfig) -> None:
         self.config = config
         self.mu = math.log(10.0 * step_size)
+        self.log_min_T = math.log(step_size)
         self.log_eps = self.log_eps_avg = math.log(step_size)
         self.log_T = self.log_T_avg = math.log(trajectory_length)
         self.h_bar = self.sq_grad = 0.0
@@ -343,15 +347,14 @@ class _Adaptation:
         The mass matrix scales the target to about unit width in every direction, where a
         trajectory of length ~1 moves a chain across a good part of it.
         """
-        log_eps = math.log(step_size)
-        return _Adaptation(step_size, math.exp(self._clip_log_length(0.0, log_eps)), self.config)
+        return _Adaptation(step_size, min(step_size * self.config.max_leapfrog_steps, max(step_size, 1.0)), self.config)
 
     def final(self) -> tuple[float, float]:
         """The averaged step size and trajectory length that sampling uses."""
         return math.exp(self.log_eps_avg), math.exp(self._clip_log_length(self.log_T_avg, self.log_eps_avg))
 
     def _clip_log_length(self, log_T: float, log_eps: float) -> float:
-        return min(log_eps + math.log(self.config.max_leapfrog_steps), max(log_eps, log_T))
+        return min(log_eps + math.log(self.config.max_leapfrog_steps), max(self.log_min_T, log_T))
 
 
 def _leapfrog(
