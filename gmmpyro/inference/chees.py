@@ -13,7 +13,8 @@ trajectory lengths in Hamiltonian Monte Carlo", AISTATS, PMLR 130:3907):
   ``chees_per_grad_criterion``; ``BatchedHMCConfig(criterion="chees")`` for the paper's);
   each iteration integrates for ``t = u·T`` with ``u`` running through the van der Corput
   sequence in ``(0, 1)``, a jitter that keeps a fixed length from resonating with a period of
-  the dynamics;
+  the dynamics; ``T`` is kept at least the step size the search found, not the up to 10×
+  larger ones dual averaging tries first (a short warm-up would not bring it down again);
 - the step size ``ε``: dual averaging (Hoffman & Gelman 2014, arXiv:1111.4246) of the mean
   Metropolis acceptance probability across chains;
 - the mass matrix ``M⁻¹ = L Lᵀ``: the chains' pooled (co)variance over windows of doubling
