@@ -405,10 +405,10 @@ class _AmplitudeParts(NamedTuple):
     edges: torch.Tensor | None  # its truncation interval in units of σ, (α, β): 2 B N_G
     log_mass: torch.Tensor | None  # log Z, B N_G
     z: torch.Tensor  # the events in units of σ, B N_G N
-    shares: torch.Tensor  # each term's share of the largest, floored as in _logsumexp: B N_G N
+    shares: torch.Tensor  # each term relative to the largest or to a bound of it (_MixtureAtPoints.parts): B N_G N
     total: torch.Tensor  # the shares' sum, B 1 N
     finite: torch.Tensor  # whether the largest term is finite, B 1 N
-    weights: torch.Tensor | None  # the later factors' weights e^l, l relative to the best component: d-1 B N_G N
+    weights: torch.Tensor | None  # the later factors' weights 2^l, l in bits from the best component: d-1 B N_G N
     products: torch.Tensor | None  # w_g c_g, d-1 B N_G N
     numerator: torch.Tensor | None  # Σ_g w_g c_g, d-1 B N
     denominator: torch.Tensor | None  # Σ_g w_g, d-1 B N

@@ -150,8 +150,8 @@ def mixture_at_points(
 class _MixtureAtPoints(torch.autograd.Function):
     """``L_n = log Σ_g exp(a_g - z_gn² / 2)``, ``z_gn = (u_n - μ_g) / σ_g``, with its gradient by hand.
 
-    ``a, μ, σ (B, N_G)`` and ``u (N,)`` → ``(B, N)``; terms below ``e^-80`` of the largest are
-    floored as in :func:`_logsumexp`. With ``r_gn`` the components' shares of ``e^{L_n}``:
+    ``a, μ, σ (B, N_G)`` and ``u (N,)`` → ``(B, N)``; terms below ``e^-80`` of the largest (or of
+    a bound of it, :meth:`parts`) do not count. With ``r_gn`` the components' shares of ``e^{L_n}``:
     ``∂L_n/∂a_g = r_gn``, ``∂L_n/∂μ_g = r_gn z_gn / σ_g``, ``∂L_n/∂σ_g = r_gn z_gn² / σ_g``,
     ``∂L_n/∂u_n = -Σ_g r_gn z_gn / σ_g``.
     Second derivatives (a fit's Hessian) go through autograd of the same expression.

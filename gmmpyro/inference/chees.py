@@ -306,9 +306,9 @@ class _Adaptation:
     Dual averaging uses Hoffman & Gelman's constants; Adam has no momentum, ``β₂ = 0.95``,
     learning rate 0.025 and log-updates clipped to ±0.35 (the ChEES paper's settings), and
     ``log T`` is averaged with weights ``t^-½``. ``T`` is kept between the starting step size
-    (from the step-size search) and ``max_leapfrog_steps`` current steps. Not below the current
-    step: dual averaging's first steps try up to ~10× the searched size, and ``T`` pushed up to
-    them would take most of a short warm-up to come down again.
+    (from the step-size search) and ``max_leapfrog_steps`` current steps. The lower bound is the
+    searched step, not the current one: dual averaging's first steps try up to ~10× the searched
+    size, and a ``T`` pushed up to them would take most of a short warm-up to come down again.
     """
 
     def __init__(self, step_size: float, trajectory_length: float, config: BatchedHMCConfig) -> None:
