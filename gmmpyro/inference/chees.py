@@ -66,10 +66,10 @@ class BatchedHMCConfig:
             fewer gradients in warm-up; with few parameters its ``k × k`` products cost nothing.
         criterion: what the trajectory length maximises: ``"chees_per_gradient"`` (ChEES
             divided by the integration time, which is proportional to the gradients spent) or
-            ``"chees"`` (the ChEES paper's). With 64 chains, per gradient gave 1.4–1.6× the bulk
-            ESS/s of ChEES on the toy posterior (shorter trajectories, more effective draws),
-            1.4–1.9× on separated modes and 1.7× on a funnel; with 4 chains, whose estimate of
-            the criterion is noisier, 0.8× (``docs/benchmarks.md``, Samplers).
+            ``"chees"`` (the ChEES paper's). On the exact toy posterior per gradient gave 3.2× the
+            bulk ESS/s of ChEES with 4 chains, 0.82× with 64 and 1.6× with 1024 (one run; with an
+            earlier warm-up that let ``T`` grow too long, 1.4–1.6× with 64 chains, 1.4–1.9× on
+            separated modes, 1.7× on a funnel; ``docs/benchmarks.md``, Samplers).
 
     Example:
         >>> BatchedHMCConfig(dense_mass=False).max_leapfrog_steps
