@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from .mixture import (
     _LOG_SQRT_2PI,
     _autograd_backward,
+    _limit_bits,
     _MixtureAtPoints,
     _too_wide,
     component_log_prob,
@@ -48,7 +49,6 @@ __all__ = [
 
 # from this many θ on, the later factors' backward product runs faster transposed (CPU: 0.73× at 16 θ, 1.8× at 1)
 _TRANSPOSED_PRODUCT_FROM = 12
-_LIMIT_BITS = 115.0  # 2^±115 (e^±80): far from float32's overflow even summed over components
 
 
 class _LowRankFactor(nn.Module):
@@ -286,7 +286,8 @@ class StackedAmplitudes(_StackedThetaNetworks):
         self.u_first = u[:, 0].detach()  # N
         self.first_bounds = latent_range if truncated[0] else None
         self.n_events, self.n_gauss = n, first.shape[1] // 3
-        # below this a sum of terms up to 1 has lost precision: the exact path takes over
+        # a numerator below this has lost precision (here only where all of an event's components are
+        # -inf: the best component's term is 1): the exact path takes over
         self.smallest = torch.finfo(u.dtype).tiny / torch.finfo(u.dtype).eps
         if len(networks) > 1:
             self._cache_components(networks[1:], event_parts[1:], u[:, 1:], truncated[1:], latent_range)
@@ -343,33 +344,41 @@ class _AmplitudeSums(torch.autograd.Function):
 
     ``logits l (d-1, B, N_G, N)`` in bits (``log₂`` of the weights), ``components c (d-1, 1, N_G, N)``
     in ``[0, 1]`` → ``(value (d-1, B, N), lost)``. The logits are taken as they come, clamped to
-    ``±115`` (``e^±80``), without a search for their largest: :class:`StackedAmplitudes` gives them
-    relative to the component with ``c = 1``, so that ``1 ≤ Σ w c ≤ Σ w``. ``lost`` marks the sums
-    where this cannot hold: a numerator below ``smallest`` or a denominator reaching ``2^115`` (a
-    logit clamped); their value and gradient are finite placeholders, for the caller to replace.
-    With ``w_g = 2^{l_g}``, ``∂/∂l_g = ln 2 · (w_g c_g / Σ w c - w_g / Σ w)``, two elementwise passes
-    from the forward pass's products ``w_g c_g``. Second derivatives (a fit's Hessian) go through
-    autograd of the same expression.
+    ``±L`` (:func:`~gmmpyro.mixture._limit_bits`: 115 in float32, ``e^±80``), without a search for
+    their largest: :class:`StackedAmplitudes` gives them relative to the component with ``c = 1``,
+    so that ``1 ≤ Σ w c ≤ Σ w``. ``lost`` marks the sums where this cannot hold: a numerator below
+    ``smallest`` or a denominator reaching ``2^(L-1)`` (a logit may be clamped); their value and gradient are
+    finite placeholders, for the caller to replace. With ``w_g = 2^{l_g}``,
+    ``∂/∂l_g = ln 2 · (w_g c_g / Σ w c - w_g / Σ w)``, two elementwise passes from the forward
+    pass's products ``w_g c_g``. Second derivatives (a fit's Hessian) go through autograd of
+    :meth:`expression`.
     """
 
     @staticmethod
     def sums(logits, components, smallest) -> tuple[torch.Tensor, ...]:
-        """``(weights, products, numerator, denominator, lost)``; a lost numerator is replaced by 1.
+        """``(weights, products, numerator, denominator, lost)``; a lost numerator and denominator are 1.
 
-        Terms below ``2^-115`` of the reference component's are floored there: they are far below
+        Terms below ``2^-L`` of the reference component's are floored there: they are far below
         the precision of a sum that holds a 1, and smaller arguments leave the CPU's vectorised path.
         """
-        weights = torch.exp2(logits.clamp(-_LIMIT_BITS, _LIMIT_BITS))
+        limit = _limit_bits(logits.dtype)
+        weights = torch.exp2(logits.clamp(-limit, limit))
         products = weights * components
         numerator, denominator = products.sum(2), weights.sum(2)
-        lost = (numerator < smallest) | (denominator >= 2.0**_LIMIT_BITS)
+        lost = (numerator < smallest) | (denominator >= 2.0 ** (limit - 1.0))  # a clamped logit among them
         numerator = torch.where(lost, torch.ones_like(numerator), numerator)
         return weights, products, numerator, torch.where(lost, torch.ones_like(denominator), denominator), lost
 
     @staticmethod
     def expression(logits, components, smallest):
-        _, _, numerator, denominator, lost = _AmplitudeSums.sums(logits, components, smallest)
-        return torch.log(numerator / denominator), lost
+        """The value for autograd (second derivatives): logits shifted by half their largest (at most ``L/2``).
+
+        The shift changes nothing in the value; it keeps the sums within ``2^±L/2``, so that the
+        derivatives, which square them, stay in range (float32 from ~2^64 on).
+        """
+        shift = 0.5 * logits.detach().amax(2, keepdim=True).clamp(0.0, _limit_bits(logits.dtype))
+        _, _, numerator, denominator, lost = _AmplitudeSums.sums(logits - shift, components, smallest)
+        return torch.log(numerator) - torch.log(denominator), lost
 
     @staticmethod
     def forward(ctx, logits, components, smallest):
@@ -423,7 +432,7 @@ class _AmplitudesLogProb(torch.autograd.Function):
     factor's normalisation ``Z = Φ(β) - Φ(α)`` (``α, β = (lo - μ)/σ, (hi - μ)/σ``) enters
     through ``∂ log Z/∂μ = (p_α - p_β)/σ`` and ``∂ log Z/∂σ = (α p_α - β p_β)/σ``, ``p = φ/Z``
     in log space. Where that does not hold (a component far wider than the truncation
-    interval, a later factor's sum below precision), and for second derivatives, the gradient
+    interval, a later factor's weight out of range), and for second derivatives, the gradient
     is autograd's of :meth:`StackedAmplitudes.expression`.
     """
 

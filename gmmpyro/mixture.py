@@ -17,6 +17,14 @@ _SQRT_HALF = math.sqrt(0.5)
 _LOG2_E = 1.0 / math.log(2.0)
 
 
+def _limit_bits(dtype: torch.dtype) -> float:
+    """An exponent ``L`` (in bits) for ``dtype``: ``2^±L`` are normal, sums of a thousand ``2^L`` finite.
+
+    float32: 115 (``e^±80``), float64: 921; a whole number, so that ``2^L`` is exact.
+    """
+    return float(math.floor(0.9 * math.log2(torch.finfo(dtype).max)))
+
+
 def log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``log(Φ(b) - Φ(a))`` for ``a < b``, accurate far in either tail.
 
@@ -173,18 +181,19 @@ class _MixtureAtPoints(torch.autograd.Function):
 
         The shares are first taken relative to ``max_g a_g``, which bounds every term, so no
         search for the largest term is needed, computed as ``exp2`` of terms in bits (on the CPU
-        twice as fast as ``exp``), and those below ``e^-80`` of the bound set to 0 (their ``exp``
-        would leave the vectorised path; a floor instead of 0 would enter the gradient times
-        ``z²``). Where an event's sum then falls below ``2^-70`` (its best term ~50 nats under the
-        bound, where the dropped terms might matter), and on other devices than the CPU, the
-        shares are relative to the largest term.
+        twice as fast as ``exp``), and those below ``2^-L`` of the bound (:func:`_limit_bits`:
+        ``e^-80`` in float32) set to 0 (their ``exp`` would leave the vectorised path; a floor
+        instead of 0 would enter the gradient times ``z²``). Where any event's sum then falls
+        below ``2^-70`` (its best term ~50 nats under the bound, where the dropped terms might
+        matter), the whole batch is computed again relative to each event's largest term; on
+        other devices than the CPU always so.
         """
         z = (u - means.unsqueeze(-1)) / widths.unsqueeze(-1)  # B N_G N
         if z.device.type != "cpu":  # no test of the sums (a synchronisation); exp is cheap there
             return z, *_floored_logsumexp(a.unsqueeze(-1) - 0.5 * z * z, 1)
         bound = a.detach().amax(-1, keepdim=True)  # B 1
         bits = torch.addcmul(((a - bound) * _LOG2_E).unsqueeze(-1), z, z, value=-0.5 * _LOG2_E)  # B N_G N
-        shares = F.threshold_(bits, _NEGLIGIBLE * _LOG2_E, -math.inf).exp2_()  # negligible terms exactly 0
+        shares = F.threshold_(bits, -_limit_bits(bits.dtype), -math.inf).exp2_()  # negligible terms exactly 0
         total = shares.sum(1, keepdim=True)  # B 1 N
         if not bool((total >= 2.0**-70).all()):  # also where the bound is not finite (NaN shares)
             return z, *_floored_logsumexp(a.unsqueeze(-1) - 0.5 * z * z, 1)

@@ -160,3 +160,21 @@ def test_trajectory_length_gradient_matches_autograd(criterion):
     mean_accept, got = _chees_gradient(y0, y1.detach(), v1.detach(), accept, float(t.detach()), power)
     assert mean_accept == pytest.approx(float(accept.mean()), rel=1e-12)
     assert got == pytest.approx(float(expected), rel=1e-10)
+
+
+def test_trajectory_length_keeps_clear_of_exploratory_step_sizes():
+    """Dual averaging's first steps try up to ~10× the searched step size; ``T`` is not dragged along.
+
+    With every proposal accepted the step size grows at once; a zero criterion gradient leaves
+    ``T`` where it started (before, it was clipped to at least the current step size).
+    """
+    from gmmpyro.inference.chees import _Adaptation
+
+    adaptation = _Adaptation(0.5, 1.0, BatchedHMCConfig())
+    for _ in range(3):
+        adaptation.update(mean_accept=1.0, chees_grad=0.0)
+    assert adaptation.step_size > 2.0
+    assert adaptation.trajectory_length == pytest.approx(1.0)
+    assert adaptation.final()[1] == pytest.approx(1.0)
+    assert adaptation.restart(0.25).trajectory_length == pytest.approx(1.0)  # T = max(ε, 1)
+    assert adaptation.restart(3.0).trajectory_length == pytest.approx(3.0)

@@ -351,10 +351,11 @@ def test_logsumexp_matches_torch_across_hundreds_of_nats():
 
 @pytest.mark.parametrize("case", ["one component", "narrow favourite"])
 def test_amplitudes_fast_path_falls_back_where_its_sum_underflows(case):
-    """The second factor's weights on components where the events are not: the one-exp sum underflows.
+    """The second factor's weights on components where the events are not: the one-exp sum overflows.
 
     "one component": all weight (500 nats) on one component; "narrow favourite": 40 nats on a
-    component of width ε, -70 on the others, so that the sum's ratio underflows float32.
+    component of width ε, -70 on the others: weights 110 nats above the events' best component's,
+    beyond float32's range of ``exp2``.
     """
     toy, x, theta = toy_data(100)
     torch.manual_seed(0)
@@ -393,6 +394,7 @@ def test_amplitudes_gradient_by_hand_matches_the_general_path(case):
     range (the normalisation's interval reflected); "one wide": a component 10⁶ times wider than
     the range, whose gradient autograd takes over. One θ far outside the training range.
     """
+    from gmmpyro import lowrank
     from gmmpyro.lowrank import _AmplitudesLogProb
 
     toy, x, theta = toy_data(100)
@@ -419,6 +421,13 @@ def test_amplitudes_gradient_by_hand_matches_the_general_path(case):
     torch.testing.assert_close(*values, rtol=1e-10, atol=1e-10)
     gradients = [torch.autograd.grad(v.sum(), grid)[0] for v in values]
     torch.testing.assert_close(*gradients, rtol=1e-9, atol=1e-9)
+    if case == "trained":  # a batch this large runs the later factors' backward product transposed
+        many = torch.rand(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        assert len(many) >= lowrank._TRANSPOSED_PRODUCT_FROM
+        many.requires_grad_()
+        pair = [prepared.log_prob(many), model.log_prob(events, many[:, None])]
+        pair_gradients = [torch.autograd.grad(v.sum(), many)[0] for v in pair]
+        torch.testing.assert_close(*pair_gradients, rtol=1e-9, atol=1e-9)
     with results_checked_by_caller():
         hessians = [  # a fit's Newton steps: second derivatives through the same path
             torch.autograd.functional.hessian(f, grid[0].detach())
@@ -465,10 +474,11 @@ def test_mixture_at_points_matches_mixture_log_prob_and_gradcheck(bounds):
     assert not torch.autograd.grad(nothing.sum(), no_weight)[0].any()  # a constant: no gradient
 
 
-@pytest.mark.parametrize("far", [False, True])
-def test_mixture_at_points_bound_and_exact_paths(far, monkeypatch):
-    """The shares relative to the bound ``max a`` (events near the components) and, where an event's
-    best term lies ~200 nats below that bound, relative to its largest term: both exact, float64."""
+@pytest.mark.parametrize("case", ["near", "dropped", "far"])
+def test_mixture_at_points_bound_and_exact_paths(case, monkeypatch):
+    """The shares relative to the bound ``max a``: events near the components ("near"), or near one
+    and ~20 000 nats from the others, whose terms are dropped ("dropped"); and where an event's best
+    term lies ~200 nats below that bound ("far"), relative to its largest term. All exact, float64."""
     from gmmpyro import mixture
 
     calls = []
@@ -476,19 +486,48 @@ def test_mixture_at_points_bound_and_exact_paths(far, monkeypatch):
     monkeypatch.setattr(mixture, "_floored_logsumexp", lambda *a: calls.append(1) or exact_path(*a))
     torch.manual_seed(3)
     u = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64)
-    if far:
+    width = 0.4
+    if case == "far":
         u = torch.cat([u, torch.tensor([10.0], dtype=torch.float64)])  # 20 σ from every mean
+    elif case == "dropped":
+        u, width = torch.tensor([-2.01, -1.98, 2.0, 2.02], dtype=torch.float64), 0.02  # 200 σ from the other mean
     log_weights = torch.log_softmax(torch.randn(3, 4, dtype=torch.float64), -1).requires_grad_()
     means = (torch.linspace(-2.0, 2.0, 4, dtype=torch.float64) + 0.1 * torch.randn(3, 4, dtype=torch.float64))
+    if case == "dropped":
+        means = 2.0 * torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=torch.float64)
+        means = means + 0.01 * torch.randn(3, 4, dtype=torch.float64)
     means = means.requires_grad_()
-    widths = torch.full((3, 4), 0.4, dtype=torch.float64).requires_grad_()
+    widths = torch.full((3, 4), width, dtype=torch.float64).requires_grad_()
     ours = mixture.mixture_at_points(u, log_weights, means, widths)
-    assert len(calls) == (1 if far else 0)
+    assert len(calls) == (1 if case == "far" else 0)
     general = mixture_log_prob(u[None], log_weights[:, None], means[:, None], widths[:, None])
     torch.testing.assert_close(ours, general, rtol=1e-12, atol=1e-12)
     grads = [torch.autograd.grad(v.sum(), (log_weights, means, widths)) for v in (ours, general)]
     for got, expected in zip(*grads, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_amplitude_sums_derivatives_in_float32_with_large_logits():
+    """A weight 2^100 times the best component's (in range, not lost): the autograd twin's first and
+    second derivatives (a fit's Hessian) match float64 in float32, where the sums squared would overflow.
+
+    Tolerance 1e-6: the derivative is a difference of terms of order 1 (a few float32 ulps, 1.2e-7).
+    """
+    from gmmpyro.lowrank import _AmplitudeSums
+
+    def derivatives(dtype):
+        logits = torch.tensor([0.0, 100.0, -5.0, 20.0], dtype=dtype).view(1, 1, 4, 1).requires_grad_()  # in bits
+        components = torch.tensor([1.0, 1e-25, 0.5, 1e-3], dtype=dtype).view(1, 1, 4, 1)
+        value, lost = _AmplitudeSums.apply(logits, components, torch.finfo(dtype).tiny / torch.finfo(dtype).eps)
+        assert not lost.any()
+        (first,) = torch.autograd.grad(value.sum(), logits, create_graph=True)
+        second = [torch.autograd.grad(first.flatten()[i], logits, retain_graph=True)[0].flatten() for i in range(4)]
+        return first.detach().flatten().double(), torch.stack(second).double()
+
+    (first32, second32), (first64, second64) = derivatives(torch.float32), derivatives(torch.float64)
+    assert first64.abs().max() > 1e-6 and second64.abs().max() > 1e-6  # not trivially small
+    torch.testing.assert_close(first32, first64, rtol=0, atol=1e-6)
+    torch.testing.assert_close(second32, second64, rtol=0, atol=1e-6)
 
 
 def test_amplitude_sums_gradcheck():
