@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .mixture import (
+    _LOG2_E,
     _LOG_SQRT_2PI,
     _autograd_backward,
     _limit_bits,
@@ -308,7 +309,7 @@ class StackedAmplitudes(_StackedThetaNetworks):
         self.components = torch.exp(self.log_components - self.log_scale.unsqueeze(2))  # the best 1
         # logits relative to each event's best component, so the product gives them shifted (no maximum to
         # find), and in bits, log₂ e · l, for exp2 (on the CPU twice as fast as exp)
-        features = torch.stack([scale / math.log(2.0) * e[:, :rank1].permute(1, 2, 0) for e in events])  # d-1 R+1 N_G N
+        features = torch.stack([scale * _LOG2_E * e[:, :rank1].permute(1, 2, 0) for e in events])  # d-1 R+1 N_G N
         reference = features.gather(2, best.expand(-1, rank1, -1, -1))  # d-1 R+1 1 N
         self.logit_features = (features - reference).flatten(2)  # d-1 R+1 N_G·N, in bits
 

@@ -189,15 +189,15 @@ class _MixtureAtPoints(torch.autograd.Function):
         other devices than the CPU always so.
         """
         z = (u - means.unsqueeze(-1)) / widths.unsqueeze(-1)  # B N_G N
-        if z.device.type != "cpu":  # no test of the sums (a synchronisation); exp is cheap there
-            return z, *_floored_logsumexp(a.unsqueeze(-1) - 0.5 * z * z, 1)
-        bound = a.detach().amax(-1, keepdim=True)  # B 1
-        bits = torch.addcmul(((a - bound) * _LOG2_E).unsqueeze(-1), z, z, value=-0.5 * _LOG2_E)  # B N_G N
-        shares = F.threshold_(bits, -_limit_bits(bits.dtype), -math.inf).exp2_()  # negligible terms exactly 0
-        total = shares.sum(1, keepdim=True)  # B 1 N
-        if not bool((total >= 2.0**-70).all()):  # also where the bound is not finite (NaN shares)
-            return z, *_floored_logsumexp(a.unsqueeze(-1) - 0.5 * z * z, 1)
-        return z, bound.unsqueeze(-1) + torch.log(total), shares, total, torch.ones_like(total, dtype=torch.bool)
+        if z.device.type == "cpu":  # elsewhere no test of the sums (a synchronisation); exp is cheap there
+            bound = a.detach().amax(-1, keepdim=True)  # B 1
+            bits = torch.addcmul(((a - bound) * _LOG2_E).unsqueeze(-1), z, z, value=-0.5 * _LOG2_E)  # B N_G N
+            shares = F.threshold_(bits, -_limit_bits(bits.dtype), -math.inf).exp2_()  # negligible terms exactly 0
+            total = shares.sum(1, keepdim=True)  # B 1 N
+            if bool((total >= 2.0**-70).all()):  # False also where the bound is not finite (NaN shares)
+                finite = torch.ones_like(total, dtype=torch.bool)
+                return z, bound.unsqueeze(-1) + torch.log(total), shares, total, finite
+        return z, *_floored_logsumexp(a.unsqueeze(-1) - 0.5 * z * z, 1)
 
     @staticmethod
     def forward(ctx, a, means, widths, u):
