@@ -57,7 +57,7 @@ def kl_gaps(log_prob, toy: ToyModel, n_events: int, seed: int) -> list[tuple[flo
 
 
 def train_gmmpyro(x, theta, args):
-    network = replace(paper_config(), design=args.design, rank=args.rank)
+    network = replace(paper_config(), design=args.design, rank=args.rank, n_gauss=args.n_gauss)
     model = gmmpyro.DensityModel(ToyModel().observables, ["cx", "cy"], config=network)
     config = paper_training_config(
         batch_size=args.batch_size,
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--design", choices=DESIGNS, default="paper", help="gmmpyro's network design")
     parser.add_argument("--rank", type=int, default=16, help="rank of the low-rank designs")
+    parser.add_argument("--n-gauss", type=int, default=paper_config().n_gauss, help="components per observable")
     parser.add_argument("--peers", action="store_true", help="also train zuko NSF and sbi MDN")
     parser.add_argument("--save", help="write the trained model here")
     parser.add_argument("--json", help="write the results here as JSON")
