@@ -148,19 +148,6 @@ def test_a_value_one_rounding_step_beyond_a_bound_lies_on_it(events, source, mod
     assert torch.isneginf(model.log_prob(two_steps, theta)[0])
 
 
-def test_the_resampled_chain_start_skips_draws_of_infinite_or_nan_likelihood():
-    from gmmpyro.inference.chains import _resampled_init
-
-    def log_likelihood(values):  # +inf below 0.5, NaN up to 0.7: only draws above 0.7 are usable
-        a = values["a"]
-        return torch.where(a < 0.5, torch.inf, torch.where(a < 0.7, torch.nan, -a))
-
-    torch.manual_seed(0)
-    starts = [float(_resampled_init({"a": dist.Uniform(0.0, 1.0)}, log_likelihood, 200).keywords["values"]["a"])
-              for _ in range(20)]  # fmt: skip
-    assert min(starts) >= 0.7
-
-
 @pytest.mark.parametrize("content", [b"", b"not a zip archive"], ids=["empty", "garbage"])
 def test_a_corrupt_event_file_names_the_file(tmp_path, content):
     from gmmpyro.datafiles import read_columns

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 
 import arviz as az
 import numpy as np
@@ -22,6 +23,7 @@ from pyro.infer import MCMC, NUTS
 from pyro.ops.stats import effective_sample_size
 
 from gmmpyro.distribution import GMMDistribution
+from gmmpyro.exceptions import ConvergenceWarning
 from gmmpyro.inference.bayes import sample_posterior
 from gmmpyro.toy import ToyModel
 
@@ -94,11 +96,13 @@ def exact(model, x_obs):
 
 @pytest.fixture(scope="module")
 def idata(model, x_obs):
+    # 2 × 1000 draws: with 2 × 500, R-hat of this posterior passed 1.01 in 2 of 12 seeds (1.015 at most; median
+    # 1.003) and the fixture's warning fails the tests; with 2 × 1000 the largest of 8 seeds was 1.007
     return sample_posterior(
         model,
         x_obs,
         _uniform_priors(),
-        num_samples=500,
+        num_samples=1000,
         warmup_steps=300,
         num_chains=2,
         seed=1,
@@ -132,16 +136,16 @@ def test_chains_converge(idata):
 
 @pytest.mark.mcmc
 def test_inference_data_content(idata, model, x_obs):
-    assert idata["posterior"]["cx"].shape == (2, 500)
+    assert idata["posterior"]["cx"].shape == (2, 1000)
     stats_ = idata["sample_stats"]
     for key in ("lp", "diverging", "energy", "step_size", "n_steps", "tree_depth", "acceptance_rate"):
-        assert stats_[key].shape == (2, 500), key
+        assert stats_[key].shape == (2, 1000), key
     assert np.isfinite(stats_["lp"].values).all() and (stats_["n_steps"].values >= 1).all()
     assert ((stats_["acceptance_rate"].values >= 0) & (stats_["acceptance_rate"].values <= 1)).all()
     np.testing.assert_array_equal(idata["observed_data"]["x"].values, x_obs.numpy())
     assert list(idata["observed_data"]["observable"].values) == [o.name for o in model.observables]
     ll = idata["log_likelihood"]["x"]
-    assert ll.shape == (2, 500, N_EVENTS)
+    assert ll.shape == (2, 1000, N_EVENTS)
     theta = torch.tensor([[_draws(idata, "cx")[1, 7], _draws(idata, "cy")[1, 7]]], dtype=model.dtype)
     rtol = 1e-9 if model.dtype == torch.float64 else 1e-5
     np.testing.assert_allclose(ll.values[1, 7], model.log_prob(x_obs, theta).detach().numpy(), rtol=rtol)
@@ -187,21 +191,23 @@ def test_user_written_pyro_model(model, x_obs, exact):
 # ------------------------------------------------------------------------------ nuisance parameters
 
 
-def test_torch_priors_are_pyro_priors():
-    # a torch distribution becomes its Pyro twin: the same seed gives the same draws as the Pyro prior
-    # (to rounding: the two evaluate the prior's log-density in different ways)
+@pytest.mark.parametrize("sampler", ["nuts", "smc"])
+def test_torch_priors_work_as_pyro_priors(sampler):
+    """torch and Pyro distributions are the same priors: the same seed gives the same draws; a torch
+    distribution that Pyro has no twin of works too."""
     toy = ToyModel()
     x = toy.sample(N_EVENTS, list(TRUTH), seed=DATA_SEED)
     torch_priors = {name: torch.distributions.Uniform(*BOX) for name in ("cx", "cy")}
-    runs = [
-        sample_posterior(toy, x, priors, num_samples=20, warmup_steps=20, num_chains=1, seed=5, progress=False,
-                         sampler="nuts")
-        for priors in (_uniform_priors(), torch_priors)
-    ]
-    np.testing.assert_allclose(_draws(runs[0], "cx"), _draws(runs[1], "cx"), rtol=1e-6)
-    with pytest.raises(TypeError, match=r"give a pyro\.distributions distribution"):
-        sample_posterior(toy, x, {"cx": torch.distributions.Uniform(*BOX), "cy": _TorchOnly(0.0, 1.0)}, progress=False,
-                         sampler="nuts")
+    torch_only = {"cx": torch.distributions.Uniform(*BOX), "cy": _TorchOnly(-0.8, 0.5)}
+    with warnings.catch_warnings():  # 20 + 20 draws compare the runs; they are too few for clean diagnostics
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        runs = [
+            sample_posterior(toy, x, priors, num_samples=20, warmup_steps=20, num_chains=1, seed=5, progress=False,
+                             sampler=sampler)
+            for priors in (_uniform_priors(), torch_priors, torch_only)
+        ]
+    np.testing.assert_array_equal(_draws(runs[0], "cx"), _draws(runs[1], "cx"))
+    assert np.isfinite(_draws(runs[2], "cy")).all() and np.ptp(_draws(runs[2], "cy")) > 0
 
 
 class _TorchOnly(torch.distributions.Normal):

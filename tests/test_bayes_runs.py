@@ -34,7 +34,7 @@ from test_bayes import (
 
 from gmmpyro.distribution import GMMDistribution
 from gmmpyro.exceptions import ConvergenceWarning, OutOfRangeWarning
-from gmmpyro.inference.bayes import NUTSConfig, _build_pyro_model, _report, sample_posterior
+from gmmpyro.inference.bayes import NUTSConfig, _posterior_target, _report, sample_posterior
 from gmmpyro.inference.chains import run_chains
 from gmmpyro.inference.likelihood import Likelihood
 from gmmpyro.inference.terms import PoissonTerm
@@ -124,19 +124,25 @@ def test_data_and_options_are_checked(model, x_obs):
         sample_posterior(ToyModel(), x_obs, priors, device="meta")
 
 
-def test_weights_and_extra_terms_enter_the_log_joint(model, x_obs):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weights_and_extra_terms_enter_the_log_joint(model, x_obs, dtype):
+    """The samplers' log density of the unconstrained point: priors with their Jacobians, weighted events, terms."""
     w = torch.linspace(0.5, 1.5, len(x_obs), dtype=model.dtype)
     term = PoissonTerm(lambda th: 150.0 * (1 + 0.1 * th[..., 0]), observed=len(x_obs))
-    priors = _uniform_priors()
-    fn = _build_pyro_model(Likelihood(model, x_obs, weights=w, extra_terms=[term]), priors, {})
-    c = torch.tensor([0.4, -0.6])
-    tr = pyro.poutine.trace(pyro.poutine.condition(fn, data={"cx": c[0], "cy": c[1]})).get_trace()
-    theta = c.to(model.dtype)
+    priors = {"cx": dist.Uniform(-1.5, 1.5), "cy": dist.Normal(0.2, 0.7)}
+    target = _posterior_target(Likelihood(model, x_obs, weights=w, extra_terms=[term]), priors, {},
+                               dtype=dtype, device="cpu")  # fmt: skip
+    z = torch.tensor([0.3, -0.6], dtype=dtype)
+    cx = -1.5 + 3.0 * torch.sigmoid(z[0].double())  # the interval's bijection, by hand
+    cy = z[1].double()  # the real line's: the identity
+    theta = torch.stack([cx, cy]).to(model.dtype)
     expected = (
-        priors["cx"].log_prob(c[0]) + priors["cy"].log_prob(c[1])
-        + (w * model.log_prob(x_obs, theta)).sum() + term(theta)
+        priors["cx"].log_prob(cx) + torch.log(3.0 * torch.sigmoid(z[0].double()) * torch.sigmoid(-z[0].double()))
+        + priors["cy"].log_prob(cy) + (w * model.log_prob(x_obs, theta)).sum() + term(theta)
     )  # fmt: skip
-    torch.testing.assert_close(tr.log_prob_sum().to(model.dtype), expected.to(model.dtype))
+    torch.testing.assert_close(target.log_density(z).double(), expected.double(), rtol=1e-6, atol=1e-3)
+    # NUTS moves one point z (k,), the batched samplers a batch (B, k): the same numbers
+    torch.testing.assert_close(target.log_density(z[None])[0], target.log_density(z))
 
 
 @pytest.mark.mcmc
@@ -216,23 +222,50 @@ def test_report_warns_on_rhat_and_divergences(caplog):
 
 
 def test_chains_mark_divergent_draws_and_take_few_draws():
-    """Neal's funnel diverges; the per-draw statistics hold one entry per kept draw, even for 2 draws."""
+    """A cliff of 2000 nats at x = 1 (beyond Pyro's 1000 for a divergence) makes every trajectory that
+    crosses it divergent; the per-draw statistics hold one entry per kept draw, even for 2 draws."""
+    from gmmpyro.inference.target import Target
 
-    def funnel():
-        v = pyro.sample("v", dist.Normal(0.0, 3.0))
-        pyro.sample("x", dist.Normal(torch.zeros(5), torch.exp(v / 2)).to_event(1))
+    cliff = Target({"x": dist.Normal(0.0, 1.0)}, lambda v: -2000.0 * (v["x"] > 1.0).double())
 
     def run(num_samples, warmup_steps):
-        (chain,) = run_chains(
-            funnel, {"v": dist.Normal(0.0, 3.0)}, lambda d: torch.zeros(len(d["v"])), [1],
-            num_samples=num_samples, warmup_steps=warmup_steps, config=NUTSConfig(init_strategy="median"),
-            progress=False,
-        )  # fmt: skip
-        return chain.stats
+        (chain,) = run_chains(cliff, [1], num_samples=num_samples, warmup_steps=warmup_steps,
+                              config=NUTSConfig(init_strategy="median"), progress=False)  # fmt: skip
+        return chain
 
-    stats = run(300, 100)
+    chain = run(300, 100)
+    stats = chain.stats
     assert stats["diverging"].dtype == bool and 0 < stats["diverging"].sum() < 300
-    assert {k: v.shape for k, v in run(2, 3).items()} == dict.fromkeys(stats, (2,))
+    assert chain.draws["x"].max() <= 1.0  # the divergent trajectories' far side is never kept
+    assert {k: v.shape for k, v in run(2, 3).stats.items()} == dict.fromkeys(stats, (2,))
+
+
+@pytest.mark.parametrize("init_strategy", ["uniform", "median", "resample"])
+def test_chains_start_where_the_log_density_is_finite(init_strategy):
+    """Pyro's NUTS takes a potential_fn's start as given: every strategy must hand it a finite one.
+
+    The likelihood is -inf below a = 0.7 (where the prior median 0.5 and most uniform starts lie),
+    NaN nowhere else; with no finite point at all the error names the problem."""
+    from gmmpyro.inference.target import Target
+
+    half_open = Target({"a": dist.Uniform(0.0, 1.0)}, lambda v: torch.where(v["a"] < 0.7, -torch.inf, -v["a"]))
+    (chain,) = run_chains(half_open, [3], num_samples=20, warmup_steps=20,
+                          config=NUTSConfig(init_strategy=init_strategy), progress=False)  # fmt: skip
+    assert chain.draws["a"].min() >= 0.7
+    nowhere = Target({"a": dist.Uniform(0.0, 1.0)}, lambda v: torch.full_like(v["a"], -torch.inf))
+    with pytest.raises(ValueError, match="finite"):
+        run_chains(nowhere, [3], num_samples=5, warmup_steps=5, config=NUTSConfig(init_strategy=init_strategy),
+                   progress=False)  # fmt: skip
+
+
+def test_priors_on_several_devices_are_refused():
+    from gmmpyro.inference.bayes import _device_of
+
+    meta = torch.zeros((), device="meta")
+    assert _device_of({"a": dist.Normal(meta, 1.0, validate_args=False)}) == torch.device("meta")
+    assert _device_of({"a": dist.Uniform(-1.0, 1.0)}) == torch.device("cpu")
+    with pytest.raises(ValueError, match="several devices"):
+        _device_of({"a": dist.Normal(meta, 1.0, validate_args=False), "b": dist.Uniform(-1.0, 1.0)})
 
 
 def test_draws_outside_the_trained_range_warn_once():

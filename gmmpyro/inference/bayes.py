@@ -33,23 +33,22 @@ events that does not depend on ``θ`` is done once, not at every gradient (see
 :mod:`gmmpyro.prepared`); ``GMMDistribution(toy, theta)`` with ``obs=x_obs`` gives the same
 numbers, doing all the work at every call. With the toy's sign-symmetric ``|c|`` terms, Pyro's default
 starting points can leave a chain in a local mode of negligible mass; start chains with
-``init_strategy=init_to_value(...)`` near the bulk, as :func:`sample_posterior` does.
+``init_strategy=init_to_value(...)`` near the bulk (:func:`sample_posterior` starts its chains at
+likelihood-weighted prior draws).
 
 With ``sampler="nuts"`` the chains run one after the other in this process, each its own
 ``pyro.infer.MCMC`` run with its own seed, so CPU and CUDA behave alike; the caller's random
-streams are left as they were (see :mod:`gmmpyro.inference.chains`). The seeds of the chains
-(or SMC runs) come from
-``numpy.random.SeedSequence(seed)`` (fresh entropy when ``seed`` is ``None``; the seed used
-is stored in the result's attributes, pass it back to reproduce a run).
-
-Why a Pyro model and not a ``potential_fn`` for NUTS: with a model, Pyro maps each prior's support
-to an unconstrained space itself and initialises within it; with ``potential_fn`` one must
-pass ``transforms`` and ``initial_params`` by hand (pyro #2585). The price is Pyro's
-tracing, ~1 ms per gradient evaluation: a hand-written potential was 1.3× faster for the
-toy with 400 events, where the likelihood is cheap, and matters less for a trained network
-(see ``benchmarks/nuts.py`` for the share of time in the likelihood). The model is put in
-``eval()`` mode while sampling (and restored), and sampling runs with gradients enabled
-even when called under ``torch.no_grad``.
+streams are left as they were (see :mod:`gmmpyro.inference.chains`). Pyro's NUTS moves on the
+posterior's unconstrained space through a ``potential_fn``
+(:class:`~gmmpyro.inference.target.Target`, the same log density the other samplers use): each
+prior's support is mapped to the real line with ``torch.distributions.biject_to``, as Pyro
+would do for a model, but without tracing a Pyro model at every gradient, which cost more than
+the likelihood itself for a θ-cheap network on one CPU thread. The chain's ``k`` numbers are
+float64, on the priors' device (usually the CPU) whatever the model's. The seeds of the chains
+(or SMC runs) come from ``numpy.random.SeedSequence(seed)`` (fresh entropy when ``seed`` is
+``None``; the seed used is stored in the result's attributes, pass it back to reproduce a run).
+The model is put in ``eval()`` mode while sampling (and restored), and sampling runs with
+gradients enabled even when called under ``torch.no_grad``.
 """
 
 from __future__ import annotations
@@ -65,9 +64,7 @@ from typing import Literal
 import numpy as np
 import pyro
 import torch
-from pyro import poutine
 
-from ..distribution import GMMDistribution
 from ..exceptions import ConvergenceWarning, results_checked_by_caller, warn
 from .batched_runs import SamplerOutput, batched_output, smc_output
 from .chains import NUTSConfig, eval_mode, run_chains
@@ -146,10 +143,11 @@ def sample_posterior(
         num_chains: chains (``"nuts"``: one after the other, see the module docstring;
             ``"batched"``: at least 2, together) or SMC runs.
         device: run the likelihood there; a model elsewhere is copied with ``model.to(device)``
-            (the caller's model is left where it is). Priors and the sampler's state stay
-            where the priors' tensors are (usually the CPU: ``k`` numbers).
+            (the caller's model is left where it is). A NUTS chain's state (``k`` numbers,
+            float64) stays where the priors' tensors are (usually the CPU); the batched
+            chains and SMC particles live on the model's device.
         weights: positive per-event weights, shape ``(N,)``; event ``i`` contributes
-            ``w_i log p(x_i | θ)`` (``poutine.scale`` on the event plate).
+            ``w_i log p(x_i | θ)``.
         extra_terms: callables ``term(theta (*batch, k)) -> (*batch)`` added to the log
             posterior, e.g. :class:`~gmmpyro.inference.terms.PoissonTerm`.
         seed: seed of every random stream; ``None`` draws one (stored in the attributes).
@@ -219,13 +217,13 @@ def sample_posterior(
         seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
     seq = np.random.SeedSequence(seed)
     chain_seeds = [int(c.generate_state(1, np.uint64)[0] % 2**63) for c in seq.spawn(num_chains)]
-    log_lik = lambda values: lik.log_likelihood(lik.theta_from({**fixed, **values}))  # noqa: E731
     with results_checked_by_caller():  # trajectories may leave the trained range: the draws are checked below
-        if sampler == "nuts":
-            output = _nuts_output(lik, sampled, fixed, log_lik, chain_seeds, model=model, num_samples=num_samples,
+        if sampler == "nuts":  # one point at a time: the chain's k numbers stay on the CPU, in float64
+            target = _posterior_target(lik, sampled, fixed, dtype=torch.float64, device=_device_of(sampled))
+            output = _nuts_output(target, chain_seeds, model=model, num_samples=num_samples,
                                   warmup_steps=warmup_steps, config=config, progress=progress)  # fmt: skip
         else:
-            target = Target(sampled, log_lik, dtype=lik.dtype, device=lik.device)
+            target = _posterior_target(lik, sampled, fixed, dtype=lik.dtype, device=lik.device)
             with eval_mode(model):
                 if sampler == "batched":
                     output = batched_output(target, num_chains=num_chains, num_samples=num_samples,
@@ -300,14 +298,12 @@ def _report_smc(lineage: np.ndarray, attrs: dict) -> None:
 
 
 def _nuts_output(
-    lik: Likelihood, sampled: dict, fixed: dict, log_lik: Callable, chain_seeds: list[int], *, model,
-    num_samples: int, warmup_steps: int, config: NUTSConfig, progress: bool,
+    target: Target, chain_seeds: list[int], *, model, num_samples: int, warmup_steps: int, config: NUTSConfig,
+    progress: bool,
 ) -> SamplerOutput:  # fmt: skip
     """Pyro NUTS chains one after the other (:func:`~gmmpyro.inference.chains.run_chains`)."""
     chains = run_chains(
-        _build_pyro_model(lik, sampled, fixed),
-        sampled,
-        log_lik,
+        target,
         chain_seeds,
         num_samples=num_samples,
         warmup_steps=warmup_steps,
@@ -316,6 +312,7 @@ def _nuts_output(
         model=model,
         cuda=torch.device(model.device).type == "cuda" or torch.cuda.is_initialized(),
     )
+    sampled = target.names
     posterior = {name: np.stack([ch.draws[name] for ch in chains]) for name in sampled}  # C D
     stats = {k: np.stack([ch.stats[k] for ch in chains]) for k in chains[0].stats}  # C D
     stats["diverging"] = stats["diverging"].astype(bool)
@@ -350,9 +347,6 @@ def _split_priors(params: tuple[str, ...], priors) -> tuple[dict, dict]:
             f"priors: no prior or fixed value for parameter(s) {missing}; give a distribution or a number "
             f"for each of {list(params)}"
         )
-    clash = [p for p in params if p in ("x", "events") or p.startswith("extra_term_")]
-    if clash:
-        raise ValueError(f"parameter name(s) {clash} clash with the sites 'x', 'events', 'extra_term_*'")
     sampled, fixed = {}, {}
     for name in params:
         prior = priors[name]
@@ -364,7 +358,7 @@ def _split_priors(params: tuple[str, ...], priors) -> tuple[dict, dict]:
                 )
             if prior.support.is_discrete:
                 raise ValueError(f"prior of {name!r} is discrete; NUTS needs continuous parameters")
-            sampled[name] = _as_pyro(prior, name)
+            sampled[name] = prior
         elif _is_number(prior):
             value = float(prior)
             if not math.isfinite(value):
@@ -377,46 +371,32 @@ def _split_priors(params: tuple[str, ...], priors) -> tuple[dict, dict]:
     return sampled, fixed
 
 
-def _as_pyro(prior: torch.distributions.Distribution, name: str) -> torch.distributions.Distribution:
-    """``prior`` as a Pyro distribution (which ``pyro.sample`` needs): a torch one becomes its Pyro twin.
-
-    Pyro's ``pyro.distributions.Uniform`` and the like subclass the torch classes of the same
-    name; the twin is built from the torch object's parameters (``arg_constraints``).
-
-    Example:
-        >>> type(_as_pyro(torch.distributions.Normal(0.0, 1.0), "mu")).__module__
-        'pyro.distributions.torch'
-    """
-    if isinstance(prior, pyro.distributions.torch_distribution.TorchDistributionMixin):
-        return prior
-    twin = getattr(pyro.distributions, type(prior).__name__, None)
-    refusal = f"prior of {name!r}: give a pyro.distributions distribution instead of torch's {type(prior).__name__}"
-    if not (isinstance(twin, type) and issubclass(twin, type(prior))):
-        raise TypeError(refusal)
-    try:
-        return twin(**{arg: getattr(prior, arg) for arg in prior.arg_constraints})
-    except (TypeError, ValueError) as error:  # another parameterisation than its arg_constraints
-        raise TypeError(refusal) from error
-
-
 def _is_number(value) -> bool:
     if isinstance(value, torch.Tensor):
         return value.numel() == 1
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
-def _build_pyro_model(lik: Likelihood, sampled: dict, fixed: dict):
-    """The Pyro model of :func:`sample_posterior`: priors, the event plate, extra terms."""
-    model, prepared, weights = lik.model, lik.prepared, lik.weights
+def _posterior_target(
+    lik: Likelihood, sampled: dict, fixed: dict, *, dtype: torch.dtype, device: torch.device | str
+) -> Target:
+    """The posterior of the ``sampled`` parameters (the others ``fixed``) as a :class:`Target`: priors,
+    weighted events, constraint and extra terms."""
+    return Target(sampled, lambda values: lik.log_likelihood(lik.theta_from({**fixed, **values})),
+                  dtype=dtype, device=device)  # fmt: skip
 
-    def pyro_model():
-        theta = lik.theta_from({**fixed, **{p: pyro.sample(p, prior) for p, prior in sampled.items()}})  # k
-        with pyro.plate("events", lik.n_events), poutine.scale(scale=1.0 if weights is None else weights):
-            pyro.sample("x", GMMDistribution(model, theta, prepared=prepared), obs=prepared.events)
-        for i, term in enumerate(lik.extra_terms):
-            pyro.factor(f"extra_term_{i}", term(theta))
 
-    return pyro_model
+def _device_of(priors: Mapping[str, torch.distributions.Distribution]) -> torch.device:
+    """The device of the priors' parameters (the CPU for Python numbers); a ``ValueError`` if they differ."""
+    devices = {
+        value.device
+        for prior in priors.values()
+        for value in (getattr(prior, arg, None) for arg in prior.arg_constraints)
+        if isinstance(value, torch.Tensor)
+    }
+    if len(devices) > 1:
+        raise ValueError(f"the priors' parameters lie on several devices {sorted(map(str, devices))}; put them on one")
+    return devices.pop() if devices else torch.device("cpu")
 
 
 def _on_device(model, device: torch.device):

@@ -1,8 +1,12 @@
 """NUTS chains run one after the other in this process, each seeded, with per-draw statistics.
 
 The sampler half of :func:`gmmpyro.bayes.sample_posterior`: it knows nothing of models or
-data, only a Pyro model function, the priors of its latent sites and a batched
-log-likelihood used to pick starting points.
+data, only a :class:`~gmmpyro.inference.target.Target` — the posterior as a log density on
+the unconstrained space ``z ∈ R^k`` — which Pyro's NUTS moves on as its ``potential_fn``
+(one site ``"z"`` of shape ``(k,)``). Pyro's own route, a Pyro model traced at every
+gradient, costs ~1–2 ms per gradient on one CPU thread on top of the likelihood (the
+tracing, one distribution object per site, the per-site transforms); the target's prior is
+a few vectorised operations (see ``docs/benchmarks.md``, "NUTS without the tracing").
 
 Chains and random streams: each chain is a separate ``pyro.infer.MCMC`` run (its own
 adaptation) in this process; nothing uses multiprocessing, so CPU and CUDA behave alike
@@ -19,22 +23,23 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 from pyro.infer import MCMC, NUTS
-from pyro.infer.autoguide.initialization import init_to_median, init_to_uniform, init_to_value
 
 from .._progress import progress_bar
+from .batched_runs import resampled_starts
+from .target import Target
 
 __all__ = ["ChainResult", "NUTSConfig", "eval_mode", "run_chains"]
 
 logger = logging.getLogger(__name__)
 
 STATS = ("lp", "diverging", "energy", "step_size", "n_steps", "acceptance_rate")
+_UNIFORM_TRIES = 100  # starting points tried by init_strategy="uniform", as Pyro's initialize_model
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,12 @@ class NUTSConfig:
         init_strategy: ``"resample"`` starts each chain at one of ``n_init`` prior draws,
             picked with probability ∝ its likelihood (sampling-importance-resampling in one
             batched likelihood pass), so chains start in the bulk of the posterior and not in
-            a local mode of negligible mass such as the toy's sign-flipped ``c``;
-            ``"uniform"`` draws starting points in ``(-2, 2)`` of the unconstrained space
-            (Stan's choice); ``"median"`` starts near the prior medians.
+            a local mode of negligible mass such as the toy's sign-flipped ``c``
+            (a ``ValueError`` if none of them has a finite likelihood; priors that cannot be
+            sampled start as ``"uniform"``); ``"uniform"`` draws starting points in
+            ``(-2, 2)`` of the unconstrained space (Stan's choice) until one has a finite log
+            density (at most 100 tries, as Pyro's); ``"median"`` starts at the median of 15
+            prior draws (Pyro's ``init_to_median``), or as ``"uniform"`` where that is not finite.
         n_init: prior draws per chain for ``"resample"``.
 
     Example:
@@ -127,9 +135,7 @@ class _RecordingNUTS(NUTS):
 
 
 def run_chains(
-    pyro_model: Callable[[], None],
-    priors: Mapping[str, torch.distributions.Distribution],
-    log_likelihood: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    target: Target,
     chain_seeds: list[int],
     *,
     num_samples: int,
@@ -139,30 +145,37 @@ def run_chains(
     model=None,
     cuda: bool = False,
 ) -> list[ChainResult]:
-    """Run one NUTS chain per seed, in sequence.
+    """Run one NUTS chain per seed, in sequence, on ``target``'s unconstrained space.
 
     Arguments:
-        pyro_model: a Pyro model without arguments whose latent sites are ``priors``' keys.
-        priors: the latent sites' prior distributions, to draw starting-point candidates.
-        log_likelihood: ``{site: (n,)} -> (n,)``, the log-likelihood of ``n`` candidates.
+        target: the posterior; its ``dtype`` and ``device`` are those of the chains' state.
         chain_seeds: one seed per chain.
         model: put in ``eval()`` mode while sampling (its ``nn.Module`` parts), then restored.
         cuda: also seed (and restore) the CUDA generators.
+
+    Returns:
+        One :class:`ChainResult` per chain; draws in the constrained space, by name.
+
+    Example:
+        >>> import pyro.distributions as dist
+        >>> t = Target({"a": dist.Normal(0.0, 1.0)}, lambda v: -0.5 * (v["a"] - 1.0) ** 2)
+        >>> (chain,) = run_chains(t, [0], num_samples=50, warmup_steps=50, config=NUTSConfig(), progress=False)
+        >>> chain.draws["a"].shape, chain.stats["n_steps"].shape
+        ((50,), (50,))
     """
+
+    def potential(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return -target.log_density(params["z"])
+
     results = []
     with eval_mode(model), torch.enable_grad(), _restored_rng(cuda):
         for c, seed in enumerate(chain_seeds):
             _seed_everything(seed, cuda)
-            if config.init_strategy == "resample":
-                init = _resampled_init(priors, log_likelihood, config.n_init)
-            else:
-                init = init_to_uniform if config.init_strategy == "uniform" else init_to_median
             kernel = _RecordingNUTS(
-                pyro_model,
+                potential_fn=potential,
                 target_accept_prob=config.target_accept_prob,
                 max_tree_depth=config.max_tree_depth,
                 full_mass=config.full_mass,
-                init_strategy=init,
             )
             divergent = np.zeros(num_samples, dtype=bool)
             label = f"chain {c + 1}/{len(chain_seeds)}"
@@ -184,6 +197,7 @@ def run_chains(
                 kernel,
                 num_samples=num_samples,
                 warmup_steps=warmup_steps,
+                initial_params={"z": _start(target, config, seed)},
                 disable_progbar=True,
                 hook_fn=after_iteration,
             )
@@ -191,7 +205,9 @@ def run_chains(
             with bar:
                 mcmc.run()
             seconds = time.perf_counter() - start
-            draws = {k: v.detach().cpu().double().numpy() for k, v in mcmc.get_samples().items()}
+            with torch.no_grad():
+                values = target.constrain(mcmc.get_samples()["z"])  # {name: (num_samples,)}
+            draws = {k: v.detach().cpu().double().numpy() for k, v in values.items()}
             stats = {k: divergent if k == "diverging" else np.asarray(kernel.records[k][-num_samples:]) for k in STATS}
             results.append(ChainResult(draws, stats, seconds, int(sum(kernel.records["n_steps"]))))
             logger.info(
@@ -202,21 +218,43 @@ def run_chains(
     return results
 
 
-def _resampled_init(priors: Mapping, log_likelihood: Callable, n: int):
-    """Pyro init strategy: one of ``n`` prior draws, picked with probability ∝ its likelihood."""
-    try:
-        cand = {name: prior.sample((n,)) for name, prior in priors.items()}  # n
-    except NotImplementedError:  # e.g. an improper prior
-        logger.info("a prior cannot be sampled; chains start from init_to_uniform")
-        return init_to_uniform
+def _start(target: Target, config: NUTSConfig, seed: int) -> torch.Tensor:
+    """A chain's starting point ``z (k,)`` by ``config.init_strategy``; draws from the seeded global streams.
+
+    Pyro's NUTS with a ``potential_fn`` takes its start as given, so a start must have a finite
+    log density: ``"median"`` and ``"uniform"`` check it, ``"resample"`` picks finite ones.
+
+    Raises:
+        ValueError: no starting point with a finite log density was found.
+    """
+    if config.init_strategy == "resample":
+        try:
+            return resampled_starts(target, 1, config.n_init, seed)[0]
+        except NotImplementedError:  # a prior that cannot be sampled, e.g. an improper one
+            logger.info("a prior cannot be sampled; the chain starts uniformly in (-2, 2)")
+    elif config.init_strategy == "median":
+        try:
+            medians = {name: prior.sample((15,)).median(0).values for name, prior in target.priors.items()}
+            z = target.unconstrain(medians)
+        except NotImplementedError:
+            logger.info("a prior cannot be sampled; the chain starts uniformly in (-2, 2)")
+        else:
+            if _finite(target, z):
+                return z
+            logger.info("the log density at the prior medians is not finite; the chain starts uniformly in (-2, 2)")
+    for _ in range(_UNIFORM_TRIES):
+        z = torch.rand(target.dim, dtype=target.dtype, device=target.device) * 4.0 - 2.0
+        if _finite(target, z):
+            return z
+    raise ValueError(
+        f"none of {_UNIFORM_TRIES} starting points drawn uniformly in (-2, 2) of the unconstrained space has a finite "
+        "log density; use NUTSConfig(init_strategy='resample') or priors that cover the data"
+    )
+
+
+def _finite(target: Target, z: torch.Tensor) -> bool:
     with torch.no_grad():
-        logw = log_likelihood(cand).double().cpu()  # n
-    logw = torch.where(torch.isfinite(logw), logw, -math.inf)  # NaN or +inf: no usable start
-    if not torch.isfinite(logw).any():
-        logger.info("no prior draw has a finite likelihood; chains start from init_to_uniform")
-        return init_to_uniform
-    i = int(torch.multinomial(torch.softmax(logw, 0), 1))
-    return init_to_value(values={name: v[i] for name, v in cand.items()})
+        return bool(torch.isfinite(target.log_density(z)))
 
 
 def _modules_of(model) -> list[torch.nn.Module]:

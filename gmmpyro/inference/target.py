@@ -6,7 +6,8 @@ interval, ``exp`` for a positive one), so a sampler moves freely in ``z ∈ R^k`
 density of ``z`` is ``Σ_i [log π_i(T_i(z_i)) + log|T_i'(z_i)|] + β · log L(θ)``, with the
 tempering exponent ``β`` for sequential Monte Carlo (``β = 1``: the posterior).
 
-Every method takes a batch ``z (B, k)``: one likelihood pass scores all chains or particles.
+Every method takes a batch ``z (B, k)``: one likelihood pass scores all chains or particles
+(or a single point ``z (k,)``, as Pyro's NUTS moves one chain).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import torch
-from torch.distributions import Distribution, biject_to
+from torch.distributions import Distribution, Uniform, biject_to
+from torch.nn import functional as F
 
 __all__ = ["Target"]
 
@@ -52,6 +54,9 @@ class Target:
         self.names: tuple[str, ...] = tuple(priors)
         self.priors = dict(priors)
         self.transforms = {name: biject_to(prior.support) for name, prior in self.priors.items()}
+        uniform = [isinstance(p, Uniform) and p.batch_shape == () for p in self.priors.values()]
+        self._uniform_columns = [i for i, u in enumerate(uniform) if u]
+        self._other_columns = [(i, name) for i, (name, u) in enumerate(zip(self.names, uniform, strict=True)) if not u]
         self._log_likelihood = log_likelihood
         self.dtype, self.device = dtype, torch.device(device)
 
@@ -71,9 +76,15 @@ class Target:
         return torch.stack(torch.broadcast_tensors(*columns), -1)
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """``Σ_i log π_i(θ_i) + log|T_i'(z_i)|``, the prior density of ``z (B, k)``, shape ``(B,)``."""
-        total = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
-        for i, name in enumerate(self.names):
+        """``Σ_i log π_i(θ_i) + log|T_i'(z_i)|``, the prior density of ``z (B, k)``, shape ``(B,)``.
+
+        For a uniform prior the two terms add up to ``log σ(z_i) + log σ(-z_i)`` (the width
+        cancels): one vectorised expression for all uniform priors, a few operations instead of
+        a few dozen per parameter, which matters where one chain is moved one point at a time.
+        """
+        zu = z[..., self._uniform_columns]
+        total = -(F.softplus(zu) + F.softplus(-zu)).sum(-1)
+        for i, name in self._other_columns:
             transform, prior, zi = self.transforms[name], self.priors[name], z[..., i]
             theta = transform(zi)
             # far out in z the transform rounds onto the support's edge, which the prior's argument check rejects
