@@ -229,7 +229,9 @@ def _start(target: Target, config: NUTSConfig, seed: int) -> torch.Tensor:
     """
     if config.init_strategy == "resample":
         try:
-            return resampled_starts(target, 1, config.n_init, seed)[0]
+            # its own seed, derived from the chain's: NUTS' momenta come from torch's global stream seeded with `seed`
+            start_seed = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0] % 2**63)
+            return resampled_starts(target, 1, config.n_init, start_seed)[0]
         except NotImplementedError:  # a prior that cannot be sampled, e.g. an improper one
             logger.info("a prior cannot be sampled; the chain starts uniformly in (-2, 2)")
     elif config.init_strategy == "median":
