@@ -218,7 +218,7 @@ def sample_posterior(
     seq = np.random.SeedSequence(seed)
     chain_seeds = [int(c.generate_state(1, np.uint64)[0] % 2**63) for c in seq.spawn(num_chains)]
     with results_checked_by_caller():  # trajectories may leave the trained range: the draws are checked below
-        if sampler == "nuts":  # one point at a time: the chain's k numbers stay on the CPU, in float64
+        if sampler == "nuts":  # one point at a time: the chain's k numbers in float64, on the priors' device
             target = _posterior_target(lik, sampled, fixed, dtype=torch.float64, device=_device_of(sampled))
             output = _nuts_output(target, chain_seeds, model=model, num_samples=num_samples,
                                   warmup_steps=warmup_steps, config=config, progress=progress)  # fmt: skip
