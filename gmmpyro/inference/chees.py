@@ -316,7 +316,7 @@ class _Adaptation:
         self.mu = math.log(10.0 * step_size)
         self.log_min_T = math.log(step_size)
         self.log_eps = self.log_eps_avg = math.log(step_size)
-        self.log_T = self.log_T_avg = math.log(trajectory_length)
+        self.log_T = self.log_T_avg = self._clip_log_length(math.log(trajectory_length), self.log_eps)
         self.h_bar = self.sq_grad = 0.0
         self.t = 0
 
@@ -343,12 +343,12 @@ class _Adaptation:
         self.log_T_avg = w * self.log_T + (1.0 - w) * self.log_T_avg
 
     def restart(self, step_size: float) -> _Adaptation:
-        """Fresh adaptation after a new mass matrix, from ``step_size`` and ``T = 1``.
+        """Fresh adaptation after a new mass matrix, from ``step_size`` and ``T = 1`` (within the new bounds).
 
         The mass matrix scales the target to about unit width in every direction, where a
         trajectory of length ~1 moves a chain across a good part of it.
         """
-        return _Adaptation(step_size, min(step_size * self.config.max_leapfrog_steps, max(step_size, 1.0)), self.config)
+        return _Adaptation(step_size, 1.0, self.config)
 
     def final(self) -> tuple[float, float]:
         """The averaged step size and trajectory length that sampling uses."""
