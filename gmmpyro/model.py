@@ -473,8 +473,8 @@ class DensityModel(nn.Module):
     def sample(self, n: int, theta, seed: int | None = None) -> torch.Tensor:
         """Draw events, one autoregressive factor at a time.
 
-        An ensemble draws each event from a member chosen uniformly at random (every member
-        draws ``n`` events, so this costs ``K`` times a single model's draw).
+        An ensemble draws each event from a member chosen uniformly at random; each member
+        draws only the events it was chosen for, so this costs what a single model's draw does.
 
         Arguments:
             n: number of events per parameter point.
@@ -492,13 +492,26 @@ class DensityModel(nn.Module):
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
         with torch.no_grad():
-            draws = torch.stack([self._sample_latent(m, int(n), theta, generator) for m in range(self.ensemble)])
-            u = draws[0]
-            if self.ensemble > 1:
-                chosen = torch.randint(self.ensemble, u.shape[:-1], generator=generator, device=self.device)
-                u = torch.gather(draws, 0, chosen[None, ..., None].expand(1, *u.shape))[0]
+            if self.ensemble == 1:
+                u = self._sample_latent(0, int(n), theta, generator)
+            else:
+                u = self._sample_members(int(n), theta, generator)
             u_columns = u[..., list(_inverse_permutation(self.order))]
             return self.projection.inverse(u_columns)
+
+    def _sample_members(self, n: int, theta: torch.Tensor, generator) -> torch.Tensor:
+        """``n`` draws of an ensemble at ``theta (*batch, k)``, each from a member chosen uniformly: ``(n, *batch, d)``.
+
+        The members are chosen first; each then draws one event at each of its events' ``θ``.
+        """
+        batch = theta.shape[:-1]
+        chosen = torch.randint(self.ensemble, (n, *batch), generator=generator, device=self.device)
+        rows = theta.expand(n, *theta.shape)  # n *batch k
+        u = torch.empty(n, *batch, len(self.observables), dtype=self.dtype, device=self.device)
+        for member in range(self.ensemble):
+            mine = chosen == member
+            u[mine] = self._sample_latent(member, 1, rows[mine], generator)[0]
+        return u
 
     def _sample_latent(self, member: int, n: int, theta: torch.Tensor, generator) -> torch.Tensor:
         """``n`` draws of one member at ``theta (*batch, k)``: latent values in order, ``(n, *batch, d)``."""

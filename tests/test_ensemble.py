@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from scipy import stats
 
 from gmmpyro import DensityModel, NetworkConfig, TrainingConfig
 from gmmpyro.mixture import mixture_log_prob
@@ -93,22 +94,26 @@ def test_the_mixture_its_members_and_the_prepared_path_agree(config):
 
 def test_member_views_share_the_networks_and_the_sample_draws_from_every_member():
     toy, x, theta, _ = _data(60)
+    torch.manual_seed(0)
     model = DensityModel(toy.observables, toy.params, config=TINY, ensemble=2, dtype=torch.float64)
     model.fit(x, theta, config=TrainingConfig(batch_size=100, max_epochs=1), progress=False)
     view = model.member(1)
     assert view.networks[0] is model.networks[len(toy.observables)]
     assert view.theta_bounds.tolist() == model.theta_bounds.tolist() and view.projection is model.projection
-    draws = model.sample(500, torch.tensor([[0.5, 0.5]], dtype=torch.float64), seed=3)
-    assert draws.shape == (500, 1, 4)
-    torch.testing.assert_close(draws, model.sample(500, torch.tensor([[0.5, 0.5]], dtype=torch.float64), seed=3))
-    # each draw comes from one member: it is one of the members' own draws from the same stream
-    generator = torch.Generator().manual_seed(3)
-    scaled = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
-    latent = torch.stack([model._sample_latent(m, 500, scaled, generator) for m in range(2)])
-    chosen = torch.randint(2, (500, 1), generator=generator)
-    expected = model.projection.inverse(torch.where(chosen[..., None] == 0, latent[0], latent[1]))
-    torch.testing.assert_close(draws, expected)
-    assert 150 < int(chosen.sum()) < 350  # Binomial(500, 1/2): ±6.7 sd
+    with torch.no_grad():  # member 1's first observable moved by 60 % of the latent range: the members differ
+        model.networks[len(toy.observables)].heads[1][-1].bias.add_(60.0)
+    at = torch.tensor([[0.5, 0.5], [-0.5, 0.2]], dtype=torch.float64)
+    draws = model.sample(3000, at, seed=3)
+    assert draws.shape == (3000, 2, 4)
+    torch.testing.assert_close(draws, model.sample(3000, at, seed=3))
+    # the equal mixture by its definition: half the events from each member, at each θ
+    reference = torch.cat([model.member(m).sample(1500, at, seed=10 + m) for m in range(2)])
+    apart = stats.ks_2samp(model.member(0).sample(3000, at, seed=5)[:, 0, 0], reference[:, 0, 0]).statistic
+    assert apart > 0.2  # so a draw from one member only would fail the test below
+    for j in range(2):
+        for i in range(4):
+            # two samples of 3000 from one distribution: p < 1e-3 once in a thousand (16 fixed-seed tests)
+            assert stats.ks_2samp(draws[:, j, i], reference[:, j, i]).pvalue > 1e-3, (j, i)
 
 
 def test_an_ensemble_survives_save_and_load(tmp_path):

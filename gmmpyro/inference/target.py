@@ -54,11 +54,21 @@ class Target:
         self.names: tuple[str, ...] = tuple(priors)
         self.priors = dict(priors)
         self.transforms = {name: biject_to(prior.support) for name, prior in self.priors.items()}
-        uniform = [isinstance(p, Uniform) and p.batch_shape == () for p in self.priors.values()]
-        self._uniform_columns = [i for i, u in enumerate(uniform) if u]
-        self._other_columns = [(i, name) for i, (name, u) in enumerate(zip(self.names, uniform, strict=True)) if not u]
         self._log_likelihood = log_likelihood
         self.dtype, self.device = dtype, torch.device(device)
+        uniform = [isinstance(p, Uniform) and p.batch_shape == () for p in self.priors.values()]
+        self._other_columns = [(i, name) for i, (name, u) in enumerate(zip(self.names, uniform, strict=True)) if not u]
+        self._uniform_names = [name for name, u in zip(self.names, uniform, strict=True) if u]
+        self._uniform_index = torch.tensor([i for i, u in enumerate(uniform) if u], dtype=torch.long, device=device)
+        # biject_to's affine sigmoid low + (high - low) σ(z) for all uniform columns at once, with the
+        # width formed from the support's bounds as biject_to forms it, so that the values are the same
+        supports = [self.priors[n].support for n in self._uniform_names]
+        self._uniform_low = self._column([s.lower_bound for s in supports])
+        self._uniform_width = self._column([s.upper_bound - s.lower_bound for s in supports])
+
+    def _column(self, values: list) -> torch.Tensor:
+        """Numbers or 0-d tensors as one ``(len(values),)`` tensor of the target's dtype and device."""
+        return torch.tensor([float(v) for v in values], dtype=self.dtype, device=self.device)
 
     @property
     def dim(self) -> int:
@@ -67,7 +77,12 @@ class Target:
 
     def constrain(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{name: θ_i (B,)}`` of unconstrained points ``z (B, k)``."""
-        return {name: self.transforms[name](z[..., i]) for i, name in enumerate(self.names)}
+        values = {name: self.transforms[name](z[..., i]) for i, name in self._other_columns}
+        if self._uniform_names:
+            tiny, eps = torch.finfo(z.dtype).tiny, torch.finfo(z.dtype).eps
+            unit = torch.sigmoid(z[..., self._uniform_index]).clamp(tiny, 1.0 - eps)  # as biject_to clips it
+            values |= zip(self._uniform_names, (self._uniform_low + self._uniform_width * unit).unbind(-1), strict=True)
+        return {name: values[name] for name in self.names}
 
     def unconstrain(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Inverse of :meth:`constrain`: ``{name: (B,)} -> z (B, k)``."""
@@ -82,7 +97,7 @@ class Target:
         cancels): one vectorised expression for all uniform priors, a few operations instead of
         a few dozen per parameter, which matters where one chain is moved one point at a time.
         """
-        zu = z[..., self._uniform_columns]
+        zu = z[..., self._uniform_index]
         total = -(F.softplus(zu) + F.softplus(-zu)).sum(-1)
         for i, name in self._other_columns:
             transform, prior, zi = self.transforms[name], self.priors[name], z[..., i]
