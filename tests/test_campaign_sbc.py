@@ -123,8 +123,6 @@ def test_resume_runs_each_simulation_once(client, stored):
         ({"n_simulations": 0}, "n_simulations must be an integer >= 1"),
         ({"n_draws": 50, "config": SMCConfig(n_particles=40)}, r"n_draws = 50 is more than the 1 × 40 draws"),
         ({"sampler": "mh"}, "sampler must be one of"),
-        ({"sampler": "nuts", "config": SMCConfig()}, "config of sampler 'nuts' must be a NUTSConfig"),
-        ({"sampler": "nuts"}, r"prior of 'cx': sampler='nuts' needs a Pyro distribution"),
         ({"sampler": "batched"}, "num_chains must be an integer >= 2"),
         ({"out": "/nonexistent/dir/s.parquet"}, "directory of /nonexistent/dir/s.parquet does not exist"),
     ],
@@ -141,10 +139,13 @@ def test_bad_inputs_fail_before_any_work(args, match, monkeypatch):
         sbc(ToyModel(), kwargs.pop("prior"), kwargs.pop("n_simulations"), kwargs.pop("n_events"), **kwargs)
 
 
-def test_nuts_takes_pyro_priors(monkeypatch):
+@pytest.mark.parametrize("uniform", [pdist.Uniform, Uniform], ids=["pyro", "torch"])
+def test_nuts_takes_pyro_and_torch_priors(uniform, monkeypatch):
     captured = {}
     monkeypatch.setattr(calibration_module, "run_campaign", lambda *a, **k: captured.update(k) or [])
-    prior = {"cx": pdist.Uniform(-1.5, 1.5), "cy": 0.2}
+    prior = {"cx": uniform(-1.5, 1.5), "cy": 0.2}
     result = sbc(ToyModel(), prior, 3, 10, sampler="nuts", config=NUTSConfig(), progress=False)
     assert result.params == ("cx",) and dict(result.fixed) == {"cy": 0.2} and result.n_done == 0
     assert captured["settings"]["prior"] == {"cx": repr(prior["cx"]), "cy": 0.2}
+    with pytest.raises(TypeError, match="config of sampler 'nuts' must be a NUTSConfig, got SMCConfig"):
+        sbc(ToyModel(), prior, 3, 10, sampler="nuts", config=SMCConfig(), progress=False)

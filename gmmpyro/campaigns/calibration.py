@@ -24,7 +24,7 @@ _FORMAT = 1  # of the per-simulation rows a campaign stores; part of its setting
 _PARTICLES_PER_DRAW = 10  # SMC's distinct lineages (a lower bound on its ESS) were 12-38 % of the particles
 
 
-def _priors(prior: Any, params: tuple[str, ...], sampler: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+def _priors(prior: Any, params: tuple[str, ...]) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The checked priors and the names with a distribution (those ranked)."""
     if not isinstance(prior, Mapping):
         raise ValueError(f"prior must be a dict keyed by parameter name {params}, got {type(prior).__name__}")
@@ -46,11 +46,6 @@ def _priors(prior: Any, params: tuple[str, ...], sampler: str) -> tuple[dict[str
                 )
             if p.support.is_discrete:
                 raise ValueError(f"prior of {n!r} is discrete; the samplers need continuous parameters")
-            if sampler == "nuts" and not callable(p):  # Pyro's distributions are callable, torch's are not
-                raise ValueError(
-                    f"prior of {n!r}: sampler='nuts' needs a Pyro distribution (pyro.distributions."
-                    f"{type(p).__name__}), got torch's {type(p).__name__}"
-                )
             checked[n] = p
         elif isinstance(p, numbers.Real) and not isinstance(p, bool) and math.isfinite(p):
             checked[n] = float(p)
@@ -63,20 +58,11 @@ def _priors(prior: Any, params: tuple[str, ...], sampler: str) -> tuple[dict[str
 
 
 def _sampler_config(sampler: str, config: Any, n_draws: int) -> Any:
-    from ..inference.bayes import BatchedHMCConfig, NUTSConfig, SMCConfig
+    from ..inference.bayes import SMCConfig, _checked_config
 
-    configs = {"nuts": NUTSConfig, "batched": BatchedHMCConfig, "smc": SMCConfig}
-    if sampler not in configs:
-        raise ValueError(f"sampler must be one of {sorted(configs)}, got {sampler!r}")
-    if config is None:
-        if sampler == "smc":  # 5 x 5 moves: more distinct lineages, the ESS the ranks are thinned by (measured so)
-            return SMCConfig(n_particles=_PARTICLES_PER_DRAW * n_draws, n_mcmc_steps=5, n_leapfrog=5)
-        return configs[sampler]()
-    if not isinstance(config, configs[sampler]):
-        raise ValueError(
-            f"config of sampler {sampler!r} must be a {configs[sampler].__name__}, got {type(config).__name__}"
-        )
-    return config
+    if config is None and sampler == "smc":  # 5 x 5 moves: more distinct lineages, the ESS the ranks are thinned by
+        return SMCConfig(n_particles=_PARTICLES_PER_DRAW * n_draws, n_mcmc_steps=5, n_leapfrog=5)
+    return _checked_config(sampler, config)
 
 
 def _summary(spec: SBCSpec, rows: list[dict[str, Any]], n_simulations: int) -> SBCResult:
@@ -230,7 +216,7 @@ def sbc(
         batch_size = count(batch_size, "batch_size", 1)
     params = model_params(model)
     config = _sampler_config(sampler, config, n_draws)
-    priors, ranked = _priors(prior, params, sampler)
+    priors, ranked = _priors(prior, params)
     per_run = (config.n_particles or num_samples) if sampler == "smc" else num_samples
     if num_chains * per_run < n_draws:
         raise ValueError(

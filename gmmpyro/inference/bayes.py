@@ -84,6 +84,24 @@ _EVIDENCE_ALARM = 1e-3  # false-alarm probability of the SMC runs' log-evidence 
 _CONFIGS = {"nuts": NUTSConfig, "batched": BatchedHMCConfig, "smc": SMCConfig}
 
 
+def _checked_config(sampler: str, config: NUTSConfig | BatchedHMCConfig | SMCConfig | None):
+    """The settings of ``sampler``: ``config`` if it is of the sampler's kind, its defaults for ``None``.
+
+    Raises:
+        ValueError: an unknown sampler.
+        TypeError: settings of another sampler.
+    """
+    if sampler not in _CONFIGS:
+        raise ValueError(f"sampler must be one of {sorted(_CONFIGS)}, got {sampler!r}")
+    if config is None:
+        return _CONFIGS[sampler]()
+    if not isinstance(config, _CONFIGS[sampler]):
+        raise TypeError(
+            f"config of sampler {sampler!r} must be a {_CONFIGS[sampler].__name__}, got {type(config).__name__}"
+        )
+    return config
+
+
 def sample_posterior(
     model,
     x_obs: torch.Tensor,
@@ -182,13 +200,7 @@ def sample_posterior(
     """
     if sampler is None:
         sampler = next((name for name, kind in _CONFIGS.items() if isinstance(config, kind)), "smc")
-    if sampler not in _CONFIGS:
-        raise ValueError(f"sampler must be one of {sorted(_CONFIGS)}, got {sampler!r}")
-    config = _CONFIGS[sampler]() if config is None else config
-    if not isinstance(config, _CONFIGS[sampler]):
-        raise TypeError(
-            f"config of sampler {sampler!r} must be a {_CONFIGS[sampler].__name__}, got {type(config).__name__}"
-        )
+    config = _checked_config(sampler, config)
     for name, value, low in (
         ("num_samples", num_samples, 1),
         ("warmup_steps", warmup_steps, 0),
