@@ -45,6 +45,8 @@ def machine() -> str:
 def events_per_second(draw: Callable[[int], torch.Tensor], n: int, repeats: int, device: torch.device) -> float:
     """Median rate of ``repeats`` timed calls of ``draw(seed)`` (``n`` events each), after one warm-up."""
     draw(0)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     seconds = []
     for seed in range(1, repeats + 1):
         tic = time.perf_counter()
@@ -102,9 +104,9 @@ def main() -> None:
             lambda s, m=model, each=each: m.sample(1, each, seed=s),
         )
     at, each = (t.to(device, ensemble.dtype) for t in (point, rows))
-    scaled = ensemble.check_theta(at)
+    checked = ensemble.check_theta(at)
     cases[f"ensemble, K = {args.members}, every member draws all events (baseline)"] = (
-        lambda s: every_member_draws_all(ensemble, n, scaled, s),
+        lambda s: every_member_draws_all(ensemble, n, checked, s),
         lambda s: every_member_draws_all(ensemble, 1, ensemble.check_theta(each), s),
     )
 

@@ -510,11 +510,18 @@ class DensityModel(nn.Module):
         u = torch.empty(n, *batch, len(self.observables), dtype=self.dtype, device=self.device)
         for member in range(self.ensemble):
             mine = chosen == member
-            u[mine] = self._sample_latent(member, 1, rows[mine], generator)[0]
+            u[mine] = self._sample_latent(member, 1, rows[mine], generator, shown=theta)[0]
         return u
 
-    def _sample_latent(self, member: int, n: int, theta: torch.Tensor, generator) -> torch.Tensor:
-        """``n`` draws of one member at ``theta (*batch, k)``: latent values in order, ``(n, *batch, d)``."""
+    def _sample_latent(
+        self, member: int, n: int, theta: torch.Tensor, generator, shown: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``n`` draws of one member at ``theta (*batch, k)``: latent values in order, ``(n, *batch, d)``.
+
+        ``shown``: the θ an error message names (default ``theta``; an ensemble's member draws at
+        one row per event).
+        """
+        shown = theta if shown is None else shown
         d = len(self.observables)
         networks = self.networks[member * d : (member + 1) * d]
         batch = theta.shape[:-1]
@@ -526,13 +533,13 @@ class DensityModel(nn.Module):
             event_part = net.event_part(self._scale_latent(u)[..., :position])
             if obs.discrete:
                 probs = net.log_probs(theta_part, event_part).exp().reshape(-1, obs.n_categories)
-                self._require_finite(probs, obs, theta)
+                self._require_finite(probs, obs, shown)
                 draw = torch.multinomial(probs, 1, generator=generator).reshape(n, *batch)
                 u[..., position] = draw.to(self.dtype) + obs.bounds[0]
             else:
                 bounds = self.latent_range if (obs.bounded and self.config.truncate) else None
                 mixture = net.mixture(theta_part, event_part)
-                self._require_finite(torch.stack(torch.broadcast_tensors(*mixture)), obs, theta)
+                self._require_finite(torch.stack(torch.broadcast_tensors(*mixture)), obs, shown)
                 u[..., position] = sample_mixture(*mixture, bounds, generator)
         return u
 

@@ -45,11 +45,11 @@ def _lineage_ess(idata) -> float:
 
 
 def _check_against_grid(idata, exact, ess_of) -> None:
-    """``ess_of(draws, method, prob)``: the ESS of the mean (``"bulk"``), the sd or the quantile ``prob``."""
+    """``ess_of(draws, method, prob)``: the ESS of the mean (``"mean"``), the sd or the quantile ``prob``."""
     for i, name in enumerate(("cx", "cy")):
         d = np.asarray(idata["posterior"][name].values, dtype=np.float64)  # chain draw
         mean, sd = exact.mean_sd(i)
-        ess = ess_of(d, "bulk", None)
+        ess = ess_of(d, "mean", None)
         assert abs(d.mean() - mean) < Z * d.std() / math.sqrt(ess), (name, d.mean(), mean, ess)
         # sd: the standard error of a sample sd is ~ sd / √(2 ESS) for a near-Gaussian posterior, with the
         # ESS of the squared deviations (antithetic chains have an ESS of the mean above the draws', not of those)

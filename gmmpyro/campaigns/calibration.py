@@ -168,8 +168,8 @@ def sbc(
 
     Arguments:
         model: the :class:`~gmmpyro.protocols.ConditionalDensity` whose posterior is calibrated.
-        prior: one entry per parameter of ``model``: a univariate torch distribution (a Pyro
-            one for ``sampler="nuts"``), or a number, which fixes the parameter (not ranked).
+        prior: one entry per parameter of ``model``: a univariate torch or Pyro distribution,
+            or a number, which fixes the parameter (not ranked).
         n_simulations: number of simulations.
         n_events: events per simulation.
         simulator: draws the events, ``simulator.sample(n, theta (k,), seed=) -> (n, d)``;
@@ -193,6 +193,7 @@ def sbc(
     Raises:
         ValueError: a bad input, before any simulation runs (a prior missing, not a torch
             distribution or a number, ``n_draws < 1``, fewer draws per posterior than ``L``, ...).
+        TypeError: ``config`` is the settings of another sampler.
         ImportError: ``distributed`` (or, with ``out``, ``pyarrow``) is missing:
             ``pip install "gmmpyro[distributed]"``.
 

@@ -84,7 +84,9 @@ _EVIDENCE_ALARM = 1e-3  # false-alarm probability of the SMC runs' log-evidence 
 _CONFIGS = {"nuts": NUTSConfig, "batched": BatchedHMCConfig, "smc": SMCConfig}
 
 
-def _checked_config(sampler: str, config: NUTSConfig | BatchedHMCConfig | SMCConfig | None):
+def _checked_config(
+    sampler: str, config: NUTSConfig | BatchedHMCConfig | SMCConfig | None
+) -> NUTSConfig | BatchedHMCConfig | SMCConfig:
     """The settings of ``sampler``: ``config`` if it is of the sampler's kind, its defaults for ``None``.
 
     Raises:

@@ -60,8 +60,10 @@ class Target:
         self._other_columns = [(i, name) for i, (name, u) in enumerate(zip(self.names, uniform, strict=True)) if not u]
         self._uniform_names = [name for name, u in zip(self.names, uniform, strict=True) if u]
         self._uniform_index = torch.tensor([i for i, u in enumerate(uniform) if u], dtype=torch.long, device=device)
-        # biject_to's affine sigmoid low + (high - low) σ(z) for all uniform columns at once, with the
-        # width formed from the support's bounds as biject_to forms it, so that the values are the same
+        # biject_to's affine sigmoid low + (high - low) σ(z) for all uniform columns at once, the width formed
+        # from the support's bounds as biject_to forms it: the same values, up to the last bit of torch's
+        # sigmoid, whose vectorised and scalar loops round differently (biject_to's own values depend on
+        # the memory layout of z)
         supports = [self.priors[n].support for n in self._uniform_names]
         self._uniform_low = self._column([s.lower_bound for s in supports])
         self._uniform_width = self._column([s.upper_bound - s.lower_bound for s in supports])
