@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from gmmpyro import DensityModel, NetworkConfig, TrainingConfig
+from gmmpyro import DensityModel, NetworkConfig, OutOfRangeWarning, TrainingConfig
 from gmmpyro.mixture import mixture_log_prob
 from gmmpyro.toy import ToyModel
 
@@ -175,6 +175,12 @@ def test_bad_ensemble_inputs_are_refused_with_clear_errors(tmp_path):
             model.member(bad)
     with pytest.raises(ValueError, match=r"TrainingConfig\.bootstrap must be True or False"):
         TrainingConfig(bootstrap="yes")
+    toy, x, theta, _ = _data(20)
+    model.fit(x, theta, config=TrainingConfig(batch_size=50, max_epochs=1), progress=False)
+    # the members draw at one θ row per event; the message names the caller's θ
+    one_point = r"not finite at theta \[1\.0+\d*e\+30, 0\.0\]"
+    with pytest.warns(OutOfRangeWarning), pytest.raises(ValueError, match=one_point):
+        model.sample(5, [1e30, 0.0])
 
 def test_the_components_of_an_ensemble_are_its_members_weighted_by_their_share():
     # p(u0) p(u1 | u0) from the ensemble's components equals the members' mean of p_m(u0) p_m(u1 | u0)
