@@ -32,6 +32,7 @@ import torch
 
 import gmmpyro
 from gmmpyro import designs
+from gmmpyro.model import _inverse_permutation
 from gmmpyro.toy import ToyModel, paper_config
 
 
@@ -75,7 +76,7 @@ def every_member_draws_all(model: gmmpyro.DensityModel, n: int, theta: torch.Ten
         draws = torch.stack([model._sample_latent(m, n, theta, generator) for m in range(model.ensemble)])
         chosen = torch.randint(model.ensemble, draws.shape[1:-1], generator=generator, device=model.device)
         u = torch.gather(draws, 0, chosen[None, ..., None].expand(1, *draws.shape[1:]))[0]
-        return model.projection.inverse(u[..., torch.argsort(torch.tensor(model.order))])
+        return model.projection.inverse(u[..., _inverse_permutation(model.order)])
 
 
 def main() -> None:
