@@ -21,6 +21,7 @@ Examples::
 
     OMP_NUM_THREADS=1 python benchmarks/nuts.py                       # exact toy, 400 events
     python benchmarks/nuts.py --model toy.gmm --device cuda --events 100000
+    python benchmarks/nuts.py --model toy_amplitudes.gmm --compile    # DensityModel.compile()
     python benchmarks/nuts.py --events 100 --chains 2 --warmup 100 --draws 100   # smoke test
 """
 
@@ -219,9 +220,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=50, help="calls per fast-path timing")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument(
+        "--compile", action="store_true", help="DensityModel.compile() first (compiled before the timings)"
+    )
     args = parser.parse_args(argv)
 
     model = _load(args.model, args.device)
+    if args.compile:
+        model.compile()
     k = len(model.params)
     truth = args.truth if args.truth is not None else ([0.8, -0.8] + [0.0] * k)[:k]
     theta_true = torch.tensor(truth, dtype=model.dtype, device=model.device)
@@ -231,6 +237,15 @@ def main(argv: list[str] | None = None) -> dict:
         p: dist.Uniform(*torch.tensor(b, dtype=model.dtype)) for p, b in zip(model.params, bounds, strict=True)
     }
     cuda = torch.device(model.device).type == "cuda"
+    compile_s = None
+    if args.compile:  # the shapes NUTS evaluates: one θ, with and without its gradient
+        start = time.perf_counter()
+        prepared = model.prepare(x)
+        theta = theta_true.clone().requires_grad_()
+        torch.autograd.grad(prepared.log_prob(theta).sum(), theta)
+        with torch.no_grad():
+            prepared.log_prob(theta_true)
+        compile_s = time.perf_counter() - start
 
     nuts = timed_nuts(
         model, x, priors, num_samples=args.draws, warmup_steps=args.warmup, num_chains=args.chains,
@@ -241,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
                           warmup=args.warmup, draws=args.draws, seed=args.seed)  # fmt: skip
     result = {
         "machine": machine_info(model.device),
-        "model": _describe(model),
+        "model": _describe(model) + (f"; compiled ({compile_s:.1f} s, before the timings)" if args.compile else ""),
         "events": args.events,
         "chains": args.chains,
         "warmup": args.warmup,

@@ -3,7 +3,9 @@
 One run, one machine, the same toy events (drawn from the exact toy at cx = 0.8, cy = -0.8)
 for every row; one Markdown table plus the machine line. Rows: gmmpyro with the paper
 network (``paper_config()``), gmmpyro with the low-rank design (``design="lowrank"``) and
-with θ in the mixture amplitudes alone (``design="amplitudes"``), zuko's conditional NSF and
+with θ in the mixture amplitudes alone (``design="amplitudes"``), the same model after
+``DensityModel.compile()`` (``compiled``; its compilation falls in the warm-up calls, and the
+scan's first chunks), zuko's conditional NSF and
 sbi's MDN likelihood estimator (built as in ``toy_kl.py --peers``, :mod:`_peers`). Columns:
 
 * ``log_prob`` + ∂θ at 400 and at ``--events-large`` events: ms per evaluation of the
@@ -71,10 +73,11 @@ ROWS = {
     "paper": "gmmpyro paper",
     "lowrank": "gmmpyro lowrank",
     "amplitudes": "gmmpyro amplitudes",
+    "compiled": "gmmpyro amplitudes, compiled",
     "nsf": "zuko NSF",
     "mdn": "sbi MDN",
 }
-_OWN = ("paper", "lowrank", "amplitudes")
+_OWN = ("paper", "lowrank", "amplitudes", "compiled")
 _PEER_PACKAGE = {"nsf": "zuko", "mdn": "sbi"}
 
 
@@ -273,10 +276,14 @@ def main(argv: list[str] | None = None) -> dict:
     densities, origin = {}, {}
     for key in _OWN:
         if key in rows:
-            network = replace(paper_config(), design=key, rank=args.rank) if key != "paper" else paper_config()
+            design = "amplitudes" if key == "compiled" else key
+            network = replace(paper_config(), design=design, rank=args.rank) if key != "paper" else paper_config()
             densities[ROWS[key]], origin[ROWS[key]] = gmmpyro_model(
-                getattr(args, f"model_{key}"), network, data, device=device, dtype=dtype, seed=args.seed
+                getattr(args, f"model_{design}"), network, data, device=device, dtype=dtype, seed=args.seed
             )
+            if key == "compiled":
+                densities[ROWS[key]].compile()
+                origin[ROWS[key]] += "; DensityModel.compile(), compiled in the warm-up calls"
     peers = [ROWS[r] for r in rows if r in _PEER_PACKAGE]
     if peers:
         from _peers import train_peers

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .compiled_amplitudes import AmplitudeInputs, AmplitudeKernels
 from .mixture import (
     _LOG2_E,
     _LOG_SQRT_2PI,
@@ -268,6 +269,7 @@ class StackedAmplitudes(_StackedThetaNetworks):
         u: latent values of the events in autoregressive order, shape ``(N, d)``.
         truncated: per factor, whether its Gaussians are truncated to ``latent_range``.
         latent_range: ``(u_min, u_max)``.
+        kernels: compiled kernels (:meth:`gmmpyro.DensityModel.compile`), or ``None``.
     """
 
     def __init__(
@@ -277,6 +279,7 @@ class StackedAmplitudes(_StackedThetaNetworks):
         u: torch.Tensor,
         truncated: Sequence[bool],
         latent_range: tuple[float, float],
+        kernels: AmplitudeKernels | None = None,
     ) -> None:
         super().__init__(networks)
         n = u.shape[0]
@@ -290,8 +293,34 @@ class StackedAmplitudes(_StackedThetaNetworks):
         # a numerator below this has lost precision (here only where all of an event's components are
         # -inf: the best component's term is 1): the exact path takes over
         self.smallest = torch.finfo(u.dtype).tiny / torch.finfo(u.dtype).eps
+        self.log_components = self.logit_features = self.components = self.log_scale = None
         if len(networks) > 1:
             self._cache_components(networks[1:], event_parts[1:], u[:, 1:], truncated[1:], latent_range)
+        self.kernels = kernels
+        if kernels is not None:
+            self.kernel_inputs = self._kernel_inputs(first, latent_range)
+
+    def _kernel_inputs(self, first: LowRankMixtureNetwork, latent_range: tuple[float, float]) -> AmplitudeInputs:
+        lo, hi = latent_range
+        dtype = self.u_first.dtype
+        return AmplitudeInputs(
+            weights=self.weights,
+            biases=self.biases,
+            slope=self.slope,
+            first_features=self.first_features,
+            mean_offset=first.mean_offset,
+            log_width0=first.log_width0,
+            scales=self.first_scales,
+            epsilon=self.first_epsilon,
+            bounds=self.first_bounds,
+            widest=(hi - lo) / (8 * torch.finfo(dtype).eps) ** (1 / 3),
+            u_first=self.u_first,
+            logit_features=self.logit_features,
+            components=self.components,
+            log_scale=self.log_scale,
+            smallest=self.smallest,
+            limit=_limit_bits(dtype),
+        )
 
     def _cache_components(self, networks, event_parts, u, truncated, latent_range) -> None:
         """Logit features ``(d-1, R+1, N_G·N)`` and component densities ``(d-1, 1, N_G, N)`` of the later factors."""
@@ -316,9 +345,17 @@ class StackedAmplitudes(_StackedThetaNetworks):
     def log_prob(self, theta_scaled: torch.Tensor) -> torch.Tensor:
         """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``.
 
-        On the CPU, a gradient in θ is computed by hand in one pass (:class:`_AmplitudesLogProb`).
+        With compiled ``kernels`` (:meth:`gmmpyro.DensityModel.compile`) the value and each
+        event's θ-Jacobian come from one compiled expression, where it holds; otherwise, on the
+        CPU, a gradient in θ is computed by hand in one pass (:class:`_AmplitudesLogProb`).
         """
-        if theta_scaled.requires_grad and torch.is_grad_enabled() and theta_scaled.device.type == "cpu":
+        gradient = theta_scaled.requires_grad and torch.is_grad_enabled()
+        if self.kernels is not None:
+            with torch.no_grad():
+                value, jacobian, ok = self.kernels(theta_scaled.detach(), self.kernel_inputs, gradient)
+            if bool(ok):
+                return _GivenJacobian.apply(theta_scaled, value, jacobian, self) if gradient else value
+        if gradient and theta_scaled.device.type == "cpu":
             return _AmplitudesLogProb.apply(theta_scaled, self)
         return self.expression(theta_scaled)
 
@@ -393,6 +430,7 @@ class _AmplitudeSums(torch.autograd.Function):
     def backward(ctx, grad, _):
         logits, components, weights, products, numerator, denominator = ctx.saved_tensors
         if torch.is_grad_enabled():  # the backward pass records a graph: a second derivative follows
+
             def value(logits, components):
                 return _AmplitudeSums.expression(logits, components, ctx.smallest)[0]
 
@@ -405,6 +443,28 @@ class _AmplitudeSums(torch.autograd.Function):
         grad = math.log(2.0) * grad
         per_numerator, per_denominator = (grad / numerator).unsqueeze(2), (grad / denominator).unsqueeze(2)
         return (products * per_numerator).addcmul_(weights, per_denominator, value=-1.0)
+
+
+class _GivenJacobian(torch.autograd.Function):
+    """``value (B, N)`` as a function of ``θ (B, k)`` with its per-event Jacobian ``J (B, N, k)`` given.
+
+    The backward pass is ``Σ_n grad_bn J_bn``; a second derivative (``create_graph``) goes
+    through autograd of :meth:`StackedAmplitudes.expression`.
+    """
+
+    @staticmethod
+    def forward(ctx, theta_scaled, value, jacobian, stacked):
+        ctx.stacked = stacked
+        ctx.save_for_backward(theta_scaled, jacobian)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):
+        theta_scaled, jacobian = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            (found,) = _autograd_backward(ctx.stacked.expression, (theta_scaled,), (True,), grad)
+            return found, None, None, None
+        return torch.bmm(grad.unsqueeze(1), jacobian).squeeze(1), None, None, None
 
 
 class _AmplitudeParts(NamedTuple):

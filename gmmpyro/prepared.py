@@ -71,8 +71,10 @@ class PreparedModelEvents:
             truncated = [model.observables[c].bounded and model.config.truncate for c in model.order]
             d = len(model.observables)
             members = [slice(m * d, (m + 1) * d) for m in range(model.ensemble)]
+            kernels = {"kernels": model.kernels} if model.config.design == "amplitudes" else {}
             self._stacked = [
-                stacked(model.networks[m], features[m], self._u, truncated, model.latent_range) for m in members
+                stacked(model.networks[m], features[m], self._u, truncated, model.latent_range, **kernels)
+                for m in members
             ]
         else:
             self._event_features = [
@@ -82,7 +84,10 @@ class PreparedModelEvents:
 
     def log_prob(self, theta) -> torch.Tensor:
         """Per-event log densities at ``theta (*b, k)``, shape ``(*b, N)``; differentiable in ``theta``."""
-        return self.model.combine_members(self.member_log_prob(theta))
+        members = self._member_log_probs(theta)
+        if len(members) == 1:
+            return members[0]
+        return self.model.combine_members(torch.stack(members))
 
     def member_log_prob(self, theta) -> torch.Tensor:
         """Each ensemble member's per-event log densities at ``theta (*b, k)``, shape ``(K, *b, N)``.
@@ -90,19 +95,24 @@ class PreparedModelEvents:
         See :meth:`gmmpyro.DensityModel.member_log_prob`; ``member_log_prob(θ).sum(-1).std(0)``
         is the spread of the dataset's log-likelihood over the members.
         """
+        return torch.stack(self._member_log_probs(theta))
+
+    def _member_log_probs(self, theta) -> list[torch.Tensor]:
+        """``K`` tensors ``(*b, N)``: the members' log densities (a list, so that one member needs no stacking)."""
         model = self.model
         theta = model.check_theta(theta)
         if self._stacked is not None:
             flat = model.scale_theta(theta).reshape(-1, theta.shape[-1])  # B k
-            latent = torch.stack([s.log_prob(flat) for s in self._stacked])  # K B N
-            latent = latent.reshape(model.ensemble, *theta.shape[:-1], self.n_events)  # K b N
+            shape = (*theta.shape[:-1], self.n_events)
+            latent = [s.log_prob(flat).reshape(shape) for s in self._stacked]  # K x (b N)
         else:
             theta_features = [f.unsqueeze(-2) for f in model.theta_features(model.scale_theta(theta))]  # b 1 W
             latent = model.member_totals(model.factor_log_probs(self._u, theta_features, self._event_features))
-        total = latent + self._log_det
+            latent = list(latent.unbind(0))
+        totals = [member + self._log_det for member in latent]
         if self.all_inside:
-            return total
-        return torch.where(self.inside, total, torch.full_like(total, -float("inf")))
+            return totals
+        return [torch.where(self.inside, t, torch.full_like(t, -float("inf"))) for t in totals]
 
     def __repr__(self) -> str:
         return f"PreparedModelEvents(n_events={self.n_events}, observables={[o.name for o in self.model.observables]})"

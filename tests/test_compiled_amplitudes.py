@@ -1,0 +1,172 @@
+"""``DensityModel.compile()``: the compiled amplitudes path against the uncompiled one (values, gradients)."""
+
+import copy
+import math
+import pickle
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+
+from gmmpyro import DensityModel, NetworkConfig, Observable, OutOfRangeWarning, TrainingConfig
+from gmmpyro.compiled_amplitudes import AmplitudeKernels
+from gmmpyro.exceptions import results_checked_by_caller
+from gmmpyro.toy import ToyModel
+
+AMPLITUDES = NetworkConfig(
+    n_gauss=6, A1=16, B1=16, B2=4, C=1, D=2, s_f=0.1, s_mu=0.1, s_sigma=0.1, design="amplitudes", rank=4
+)
+QUICK = TrainingConfig(batch_size=256, learning_rate=3e-3, max_epochs=1)
+
+
+def toy_model(ensemble=1):
+    toy = ToyModel()
+    x, theta = toy.grid_dataset(100, grid=[[-1.0, -1.0], [-1.0, 1.0], [0.0, 0.0], [1.0, -1.0], [1.0, 1.0]], seed=0)
+    torch.manual_seed(0)
+    model = DensityModel(toy.observables, toy.params, config=AMPLITUDES, ensemble=ensemble, dtype=torch.float64)
+    model.fit(x, theta, config=QUICK, progress=False)
+    return model, x
+
+
+def compiled_copy(model):
+    twin = copy.deepcopy(model)
+    twin.compile()
+    return twin
+
+
+@pytest.fixture(scope="module")
+def pair():
+    model, x = toy_model()
+    return model, compiled_copy(model), x[:300]
+
+
+@pytest.mark.parametrize("case", ["trained", "means outside", "one wide"])
+def test_compiled_values_and_gradients_equal_the_uncompiled_path(pair, case):
+    """float64, three θ at once, per-event weights on the values (so the per-event Jacobian is tested, not a sum).
+
+    "means outside" (the first factor's end Gaussians centred 2 outside the latent range: an
+    interval to reflect) and "one wide" (a component 10⁶ times wider than the range) are not
+    the compiled expression's usual case: there the uncompiled path takes over, which is
+    checked by the gradient's node.
+    """
+    model, compiled, events = pair
+    if case != "trained":
+        model, compiled = copy.deepcopy(model), None
+        config, first = model.config, model.networks[0]
+        rank, n_gauss = config.rank, config.n_gauss
+        with torch.no_grad():  # the event constant's row `rank` pairs with θ's constant 1
+            if case == "means outside":
+                first.event_constant[rank, n_gauss] = -2.0 / config.s_mu
+                first.event_constant[rank, 2 * n_gauss - 1] = 2.0 / config.s_mu
+            else:
+                first.event_constant[rank, 2 * n_gauss + 3] = (math.log(1e7) - first.log_width0) / config.s_sigma
+        compiled = compiled_copy(model)
+    grid = torch.tensor([[0.2, -0.3], [-0.9, 0.6], [0.7, 0.95]], dtype=torch.float64, requires_grad=True)
+    weights = torch.rand(3, len(events), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    prepared = [model.prepare(events), compiled.prepare(events)]
+    values = [p.log_prob(grid) for p in prepared]
+    expected_node = "_GivenJacobianBackward" if case == "trained" else "_AmplitudesLogProbBackward"
+    assert prepared[1]._stacked[0].log_prob(model.scale_theta(grid)).grad_fn.name() == expected_node
+    torch.testing.assert_close(values[1], values[0], rtol=1e-12, atol=1e-10)
+    gradients = [torch.autograd.grad((v * weights).sum(), grid)[0] for v in values]
+    torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-10, atol=1e-9)
+    with torch.no_grad():
+        torch.testing.assert_close(prepared[1].log_prob(grid), values[0].detach(), rtol=1e-12, atol=1e-10)
+    with results_checked_by_caller():
+        hessians = [  # a fit's Newton steps: second derivatives through the uncompiled expression
+            torch.autograd.functional.hessian(lambda t, p=p: p.log_prob(t).sum(), grid[0].detach()) for p in prepared
+        ]
+    torch.testing.assert_close(hessians[1], hessians[0], rtol=1e-9, atol=1e-9)
+
+
+def test_compiled_gradient_matches_finite_differences_in_float32(pair):
+    """float32, one θ: the compiled gradient against central differences of the float64 values.
+
+    Step 1e-4 in θ: the truncation error ~h² · |∂³ log L| stays below 1e-5 of the gradient here;
+    the tolerance, 2e-4 relative, is float32's rounding summed over 300 events.
+    """
+    model, _, events = pair
+    compiled32 = compiled_copy(model).to(torch.float32)
+    theta = torch.tensor([0.3, -0.4], dtype=torch.float32, requires_grad=True)
+    (grad,) = torch.autograd.grad(compiled32.prepare(events.float()).log_prob(theta).sum(), theta)
+    prepared = model.prepare(events)
+    step = 1e-4
+    numeric = []
+    for i in range(2):
+        shift = torch.zeros(2, dtype=torch.float64)
+        shift[i] = step
+        at = theta.detach().double()
+        numeric.append(float(prepared.log_prob(at + shift).sum() - prepared.log_prob(at - shift).sum()) / (2 * step))
+    torch.testing.assert_close(grad.double(), torch.tensor(numeric, dtype=torch.float64), rtol=2e-4, atol=1e-3)
+
+
+def test_compiled_ensemble_and_member_views():
+    model, x = toy_model(ensemble=2)
+    compiled = compiled_copy(model)
+    events, theta = x[:200], torch.tensor([[0.1, 0.4], [-0.5, -0.2]], dtype=torch.float64, requires_grad=True)
+    values = [m.prepare(events).member_log_prob(theta) for m in (model, compiled)]
+    torch.testing.assert_close(values[1], values[0], rtol=1e-12, atol=1e-10)
+    gradients = [torch.autograd.grad(v.logsumexp(0).sum(), theta)[0] for v in values]
+    torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-10, atol=1e-9)
+    assert compiled.member(1).kernels is compiled.kernels
+
+
+def test_one_unbounded_observable():
+    """One factor only (no later factors) and no truncation: the expression's other branches."""
+    torch.manual_seed(1)
+    theta = torch.rand(2000, 1, dtype=torch.float64) * 2 - 1
+    x = theta + 0.3 * torch.randn(2000, 1, dtype=torch.float64)
+    model = DensityModel([Observable("x")], ["a"], config=AMPLITUDES, dtype=torch.float64)
+    model.fit(x, theta, config=QUICK, progress=False)
+    compiled = compiled_copy(model)
+    grid = torch.tensor([[-0.5], [0.25]], dtype=torch.float64, requires_grad=True)
+    values = [m.prepare(x[:100]).log_prob(grid) for m in (model, compiled)]
+    torch.testing.assert_close(values[1], values[0], rtol=1e-12, atol=1e-10)
+    gradients = [torch.autograd.grad(v.sum(), grid)[0] for v in values]
+    torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-10, atol=1e-9)
+
+
+def test_compiled_model_copies_and_pickles(pair):
+    _, compiled, events = pair
+    for twin in (copy.deepcopy(compiled), pickle.loads(pickle.dumps(compiled))):
+        assert isinstance(twin.kernels, AmplitudeKernels) and twin.kernels is not compiled.kernels
+        theta = torch.tensor([0.1, 0.2], dtype=torch.float64)
+        torch.testing.assert_close(twin.prepare(events).log_prob(theta), compiled.prepare(events).log_prob(theta))
+
+
+def test_compile_refuses_other_designs():
+    model = DensityModel([Observable("x")], ["a"], config=replace(AMPLITUDES, design="paper"))
+    with pytest.raises(ValueError, match=r"'amplitudes' design.*design='paper'"):
+        model.compile()
+
+
+def test_a_failing_backend_is_a_clear_error(pair):
+    model, _, events = pair
+
+    def failing_backend(graph, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    broken = copy.deepcopy(model)
+    broken.compile(backend=failing_backend)
+    with pytest.raises(RuntimeError, match=r"could not compile the amplitudes kernels.*no C\+\+ compiler"):
+        broken.prepare(events).log_prob(torch.tensor([0.1, 0.2], dtype=torch.float64))
+
+
+def test_outside_the_range_warns_as_uncompiled(pair):
+    _, compiled, events = pair
+    with pytest.warns(OutOfRangeWarning):
+        compiled.prepare(events).log_prob(torch.tensor([3.0, 0.0], dtype=torch.float64))
+
+
+def test_compile_leaves_torch_distribution_validation_alone():
+    """torch.compile's first use in a process switches torch's validation off; ``compile()`` puts it back."""
+    code = (
+        "import torch, gmmpyro; from gmmpyro.toy import ToyModel; "
+        "before = torch.distributions.Distribution._validate_args; "
+        "model = gmmpyro.DensityModel(ToyModel().observables, ['cx', 'cy'], "
+        "gmmpyro.NetworkConfig(design='amplitudes')); model.compile(); "
+        "assert torch.distributions.Distribution._validate_args == before, 'changed'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
