@@ -8,6 +8,7 @@
 #   bash benchmarks/gpu_check.sh
 #   PYTHON=.venv/bin/python MODEL=toy_lowrank.gmm bash benchmarks/gpu_check.sh
 #   DESIGN=amplitudes bash benchmarks/gpu_check.sh
+#   DESIGN=amplitudes COMPILE=1 bash benchmarks/gpu_check.sh     # DensityModel.compile() (Triton kernels)
 #   DEVICE=cpu EVENTS="100 300" GRID=5 CHAINS=1 WARMUP=10 DRAWS=10 BATCHED_CHAINS=4 SMC_PARTICLES=50 SKIP_TESTS=1 \
 #       bash benchmarks/gpu_check.sh
 #
@@ -15,7 +16,8 @@
 # "amplitudes" (default lowrank), fitted for one epoch; its timings hold, its ESS does not); DEVICE (cuda); DTYPE (float32); EVENTS
 # ("400 10000 100000"); GRID (61); CHAINS, WARMUP, DRAWS (2, 300, 300); BATCHED_CHAINS, chain
 # counts of the batched sampler at the first EVENTS value ("64 1024"); SMC_PARTICLES, particles of each of
-# CHAINS SMC runs there (1000); THREADS (1); SKIP_TESTS (0). Prints the machine, pytest's output and one Markdown table; exits with
+# CHAINS SMC runs there (1000); THREADS (1); SKIP_TESTS (0); COMPILE (0; 1: DensityModel.compile(), the
+# "amplitudes" design only, compiled within the first timings). Prints the machine, pytest's output and one Markdown table; exits with
 # pytest's status.
 set -euo pipefail
 
@@ -23,7 +25,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python}
 export DEVICE=${DEVICE:-cuda} DTYPE=${DTYPE:-float32} EVENTS=${EVENTS:-400 10000 100000} GRID=${GRID:-61}
 export CHAINS=${CHAINS:-2} WARMUP=${WARMUP:-300} DRAWS=${DRAWS:-300} THREADS=${THREADS:-1} MODEL=${MODEL:-}
-export DESIGN=${DESIGN:-lowrank}
+export DESIGN=${DESIGN:-lowrank} COMPILE=${COMPILE:-0}
 export BATCHED_CHAINS=${BATCHED_CHAINS:-64 1024} SMC_PARTICLES=${SMC_PARTICLES:-1000}
 SKIP_TESTS=${SKIP_TESTS:-0}
 
@@ -75,8 +77,10 @@ network = replace(paper_config(), design=env["DESIGN"], rank=16)
 tic = time.perf_counter()
 model, origin = gmmpyro_model(env["MODEL"] or None, network, (x_train.to(dtype), theta_train.to(dtype)),
                               device=device, dtype=dtype, seed=0)  # fmt: skip
+if env["COMPILE"] == "1":
+    model.compile()
 rows = [("pytest tests/test_gpu.py tests/test_distribution.py", env["TESTS"])]
-name = f"{model.config.design} ({env['DTYPE']})"
+name = f"{model.config.design}{', compiled' if env['COMPILE'] == '1' else ''} ({env['DTYPE']})"
 with warnings.catch_warnings():  # an untrained model's fits and chains warn; the numbers are what counts here
     warnings.simplefilter("ignore")
     for n in (int(v) for v in env["EVENTS"].split()):
