@@ -350,7 +350,7 @@ class StackedAmplitudes(_StackedThetaNetworks):
         CPU, a gradient in θ is computed by hand in one pass (:class:`_AmplitudesLogProb`).
         """
         gradient = theta_scaled.requires_grad and torch.is_grad_enabled()
-        if self.kernels is not None:
+        if self.kernels is not None and theta_scaled.shape[0] > 0:  # no θ: nothing to compile
             with torch.no_grad():
                 value, jacobian, ok = self.kernels(theta_scaled.detach(), self.kernel_inputs, gradient)
             if bool(ok):

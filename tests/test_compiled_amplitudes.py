@@ -128,6 +128,15 @@ def test_one_unbounded_observable():
     torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-10, atol=1e-9)
 
 
+def test_no_theta_and_no_events(pair):
+    model, compiled, events = pair
+    for n in (0, 7):
+        for theta in (torch.zeros(0, 2, dtype=torch.float64), torch.zeros(2, 2, dtype=torch.float64)):
+            expected = model.prepare(events[:n]).log_prob(theta)
+            torch.testing.assert_close(compiled.prepare(events[:n]).log_prob(theta), expected)
+            assert expected.shape == (len(theta), n)
+
+
 def test_compiled_model_copies_and_pickles(pair):
     _, compiled, events = pair
     for twin in (copy.deepcopy(compiled), pickle.loads(pickle.dumps(compiled))):
