@@ -2,8 +2,8 @@
 
 :class:`~gmmpyro.lowrank.StackedAmplitudes` scores prepared events at one θ in about a hundred
 small tensor operations and runs its θ-gradient by hand in about as many; at a few hundred
-events their dispatch, not their arithmetic, sets the cost. Here the usual case (no interval
-to reflect or far in the tail, no sum below precision) is written without data-dependent
+events their dispatch, not their arithmetic, sets the cost. Here the usual case (no truncation
+interval far in the tail, no sum below precision) is written without data-dependent
 branches, values and derivatives together, so that ``torch.compile`` fuses it into a few
 kernels. What the expression does not cover is reported in a flag and left to the eager path.
 
@@ -25,12 +25,10 @@ from typing import NamedTuple
 
 import torch
 
-from .mixture import _FAR_TAIL, _LOG2_E, _LOG_SQRT_2PI, _SQRT_HALF
+from .mixture import _FAR_TAIL, _LOG2_E, _LOG_SQRT_2PI, _SMALLEST_TOTAL, _SQRT_HALF
 
-__all__ = ["AmplitudeInputs", "AmplitudeKernels"]
+__all__ = ["AmplitudeInputs", "AmplitudeKernels", "amplitude_log_prob"]
 
-# an event's first-factor sum below this (its best term ~50 nats under the bound) may have lost terms
-_SMALLEST_TOTAL = 2.0**-70
 
 
 class AmplitudeInputs(NamedTuple):
@@ -93,8 +91,10 @@ def _first_factor(rows: torch.Tensor, inputs: AmplitudeInputs):
     if inputs.bounds is not None:
         lo, hi = inputs.bounds
         alpha, beta = (lo - means) / widths, (hi - means) / widths
-        log_mass = torch.log(0.5 * (torch.erfc(-_SQRT_HALF * beta) - torch.erfc(-_SQRT_HALF * alpha)))
-        ok = (alpha.amax() <= 0) & (beta.amin() >= _FAR_TAIL) & (widths.amax() <= inputs.widest)
+        flip = alpha > 0  # reflected onto the side where Φ is small, as mixture.log_normal_mass does
+        near, far = torch.where(flip, -beta, alpha), torch.where(flip, -alpha, beta)
+        log_mass = torch.log(0.5 * (torch.erfc(-_SQRT_HALF * far) - torch.erfc(-_SQRT_HALF * near)))
+        ok = (far.amin() >= _FAR_TAIL) & (widths.amax() <= inputs.widest)
         log_peak = log_peak - log_mass
     a = log_weights + log_peak  # B N_G
     z = (inputs.u_first - means.unsqueeze(-1)) / widths.unsqueeze(-1)  # B N_G N
@@ -151,7 +151,7 @@ def amplitude_log_prob(theta_scaled: torch.Tensor, inputs: AmplitudeInputs, jaco
     """Summed latent log densities ``θ (B, k)`` → ``(value (B, N), J (B, N, k) or None, ok)``.
 
     ``ok`` (a 0-dim bool) is False where the expression does not hold and the eager path must
-    take over: a truncation interval to reflect or far in the tail, a component too wide for
+    take over: a truncation interval far in the tail, a component too wide for
     its interval, a first-factor sum below ``2^-70`` of its bound, a later factor's weights
     out of range.
     """
@@ -168,8 +168,9 @@ def amplitude_log_prob(theta_scaled: torch.Tensor, inputs: AmplitudeInputs, jaco
 class AmplitudeKernels:
     """:func:`amplitude_log_prob` compiled, with and without the Jacobian; the options go to ``torch.compile``.
 
-    With Inductor (the default backend) and neither ``mode`` nor ``options`` given, it is told to
-    store what is read more than once.
+    On the CPU, with Inductor (the default backend) and neither ``mode`` nor ``options`` given,
+    Inductor is told to store what is read more than once (measured there; other devices get
+    ``torch.compile``'s defaults). Each device type compiles on its first call.
 
     Example:
         >>> kernels = AmplitudeKernels(dynamic=True)
@@ -179,21 +180,31 @@ class AmplitudeKernels:
 
     def __init__(self, **options) -> None:
         self.options = options
-        if options.get("backend", "inductor") == "inductor" and "mode" not in options and "options" not in options:
-            # values read more than once are stored rather than recomputed in each reading loop: on the CPU the
-            # exponentials were computed up to three times (measured 0.36-0.41 against 0.42-0.49 ms at 400 events,
-            # 5.7-6.1 against 7.3-7.8 ms at 10 000)
-            options = {**options, "options": {"realize_reads_threshold": 1}}
-        validation = torch.distributions.Distribution._validate_args
-        self._compiled = torch.compile(amplitude_log_prob, **options)
-        # torch.compile's first use switches torch's distribution validation off, process-wide: undone
-        torch.distributions.Distribution.set_default_validate_args(validation)
+        self._compiled: dict[str, object] = {}
+
+    def _for_device(self, device_type: str):
+        if device_type not in self._compiled:
+            options = self.options
+            tuned = options.get("backend", "inductor") == "inductor" and not {"mode", "options"} & options.keys()
+            if device_type == "cpu" and tuned:
+                # values read more than once are stored rather than recomputed in each reading loop: the
+                # exponentials were computed up to three times (measured 0.36-0.41 against 0.42-0.49 ms at 400
+                # events, 5.7-6.1 against 7.3-7.8 ms at 10 000)
+                options = {**options, "options": {"realize_reads_threshold": 1}}
+            validation = torch.distributions.Distribution._validate_args
+            self._compiled[device_type] = torch.compile(amplitude_log_prob, **options)
+            # torch.compile's first use switches torch's distribution validation off, process-wide: undone
+            torch.distributions.Distribution.set_default_validate_args(validation)
+        return self._compiled[device_type]
 
     def __call__(self, theta_scaled: torch.Tensor, inputs: AmplitudeInputs, jacobian: bool):
         """:func:`amplitude_log_prob`, compiled on the first call for each shape, dtype and device."""
+        compiled = self._for_device(theta_scaled.device.type)
         try:
-            return self._compiled(theta_scaled, inputs, jacobian)
-        except Exception as error:  # the backend's own failure (no C++ compiler, no Triton) would be a deep traceback
+            return compiled(theta_scaled, inputs, jacobian)
+        except Exception as error:
+            if not isinstance(error, _backend_failures()):
+                raise
             cause = error  # the innermost cause says what failed (dynamo wraps the backend's error)
             while (inner := cause.__cause__ or getattr(cause, "inner_exception", None)) is not None:
                 cause = inner
@@ -205,8 +216,17 @@ class AmplitudeKernels:
             ) from error
 
     def __reduce__(self):
-        # the compiled function does not pickle or copy: a copy compiles again, with the same options
+        # the compiled functions do not pickle or copy: a copy compiles again, with the same options
         return functools.partial(AmplitudeKernels, **self.options), ()
 
     def __repr__(self) -> str:
         return f"AmplitudeKernels({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
+
+
+def _backend_failures() -> tuple[type[Exception], ...]:
+    """How ``torch.compile`` reports a backend that cannot compile (no C++ compiler, no Triton)."""
+    from torch._dynamo import exc as dynamo_exc
+    from torch._inductor import exc as inductor_exc
+
+    found = (getattr(dynamo_exc, "BackendCompilerFailed", None), getattr(inductor_exc, "InductorError", None))
+    return tuple(e for e in found if e is not None)

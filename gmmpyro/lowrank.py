@@ -34,6 +34,7 @@ from .mixture import (
     _limit_bits,
     _MixtureAtPoints,
     _too_wide,
+    _widest,
     component_log_prob,
     log_normal_mass,
     mixture_at_points,
@@ -301,7 +302,6 @@ class StackedAmplitudes(_StackedThetaNetworks):
             self.kernel_inputs = self._kernel_inputs(first, latent_range)
 
     def _kernel_inputs(self, first: LowRankMixtureNetwork, latent_range: tuple[float, float]) -> AmplitudeInputs:
-        lo, hi = latent_range
         dtype = self.u_first.dtype
         return AmplitudeInputs(
             weights=self.weights,
@@ -313,7 +313,7 @@ class StackedAmplitudes(_StackedThetaNetworks):
             scales=self.first_scales,
             epsilon=self.first_epsilon,
             bounds=self.first_bounds,
-            widest=(hi - lo) / (8 * torch.finfo(dtype).eps) ** (1 / 3),
+            widest=_widest(latent_range, dtype),
             u_first=self.u_first,
             logit_features=self.logit_features,
             components=self.components,
@@ -430,7 +430,6 @@ class _AmplitudeSums(torch.autograd.Function):
     def backward(ctx, grad, _):
         logits, components, weights, products, numerator, denominator = ctx.saved_tensors
         if torch.is_grad_enabled():  # the backward pass records a graph: a second derivative follows
-
             def value(logits, components):
                 return _AmplitudeSums.expression(logits, components, ctx.smallest)[0]
 

@@ -12,6 +12,8 @@ __all__ = ["component_log_prob", "log_normal_mass", "mixture_at_points", "mixtur
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+# a sum of shares below this (its best term ~50 nats under the bound) may have lost the dropped terms
+_SMALLEST_TOTAL = 2.0**-70
 _FAR_TAIL = -8.0  # below this, Φ nears float32's smallest normal numbers: use log Φ instead
 _SQRT_HALF = math.sqrt(0.5)
 _LOG2_E = 1.0 / math.log(2.0)
@@ -194,7 +196,7 @@ class _MixtureAtPoints(torch.autograd.Function):
             bits = torch.addcmul(((a - bound) * _LOG2_E).unsqueeze(-1), z, z, value=-0.5 * _LOG2_E)  # B N_G N
             shares = F.threshold_(bits, -_limit_bits(bits.dtype), -math.inf).exp2_()  # negligible terms exactly 0
             total = shares.sum(1, keepdim=True)  # B 1 N
-            if bool((total >= 2.0**-70).all()):  # False also where the bound is not finite (NaN shares)
+            if bool((total >= _SMALLEST_TOTAL).all()):  # False also where the bound is not finite (NaN shares)
                 finite = torch.ones_like(total, dtype=torch.bool)
                 return z, bound.unsqueeze(-1) + torch.log(total), shares, total, finite
         return z, *_floored_logsumexp(a.unsqueeze(-1) - 0.5 * z * z, 1)
@@ -291,8 +293,13 @@ def _truncate(log_component, u, means, widths, bounds, truncated) -> torch.Tenso
 
 def _too_wide(widths: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
     """Whether each component is too wide for its mass inside ``bounds`` (``(hi - lo) / σ`` below ``(8 ε)^⅓``)."""
+    return widths > _widest(bounds, widths.dtype)
+
+
+def _widest(bounds: tuple[float, float], dtype: torch.dtype) -> float:
+    """The widest component whose mass inside ``bounds`` keeps its precision: ``(hi - lo) / (8 ε)^⅓``."""
     lo, hi = bounds
-    return widths > (hi - lo) / (8 * torch.finfo(widths.dtype).eps) ** (1 / 3)
+    return (hi - lo) / (8 * torch.finfo(dtype).eps) ** (1 / 3)
 
 
 def _log_wide_truncated(u, means, widths, lo: float, hi: float) -> torch.Tensor:

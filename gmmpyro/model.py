@@ -238,8 +238,9 @@ class DensityModel(nn.Module):
         return theta
 
     def scale_theta(self, theta: torch.Tensor) -> torch.Tensor:
-        """``θ (*, k)`` mapped linearly from the training range onto the networks' inputs ``[-2, 2]``, in θ's dtype."""
-        low, high = self.theta_low.to(theta.dtype), self.theta_high.to(theta.dtype)
+        """``θ (*, k)`` mapped linearly from the training range onto the networks' inputs ``[-2, 2]``."""
+        dtype = theta.dtype if theta.is_floating_point() else self.dtype
+        low, high = self.theta_low.to(dtype), self.theta_high.to(dtype)
         return 4.0 * (theta - low) / (high - low) - 2.0
 
     def _scale_latent(self, u_ordered: torch.Tensor) -> torch.Tensor:
@@ -467,8 +468,12 @@ class DensityModel(nn.Module):
         and for second derivatives, the uncompiled path takes over. The first evaluation of
         each shape compiles (seconds to a minute); it pays where one set of events is scored
         at thousands of θ (NUTS, scans, coverage toys). On the CPU ``torch.compile`` needs a
-        C++ compiler, on a GPU Triton. Unlike ``nn.Module.compile`` it leaves the networks as
-        they are (training is not compiled). Load the model again to undo it.
+        C++ compiler, on a GPU Triton. With the default ``dynamic=None`` a second event count or
+        batch size compiles once more, for all sizes; torch's limit of recompilations
+        (``torch._dynamo.config.recompile_limit``) holds for all compiled models of a process
+        together, beyond it the expression runs uncompiled. Unlike ``nn.Module.compile`` it
+        leaves the networks as they are (training is not compiled). Load the model again to
+        undo it.
 
         Arguments:
             options: passed to ``torch.compile`` (``dynamic``, ``mode``, ``backend``, ...).
@@ -476,9 +481,9 @@ class DensityModel(nn.Module):
         Example:
             >>> from gmmpyro import NetworkConfig
             >>> model = DensityModel([Observable("x")], ["a"], NetworkConfig(design="amplitudes"))
-            >>> model.compile(dynamic=False)
+            >>> model.compile()
             >>> model.kernels
-            AmplitudeKernels(dynamic=False)
+            AmplitudeKernels()
         """
         if self.config.design != "amplitudes" or any(o.discrete for o in self.observables):
             raise ValueError(
@@ -620,7 +625,9 @@ class DensityModel(nn.Module):
         padded = torch.zeros(d, dtype=self.dtype, device=self.device)
         if position > 0:
             if u_prev is None:
-                raise ValueError(f"observable {names[column]!r} is conditional: give u_prev of shape (..., {position})")
+                raise ValueError(
+                    f"observable {names[column]!r} is conditional: give u_prev of shape (..., {position})"
+                )
             u_prev = self._as_tensor(u_prev, "u_prev")
             if u_prev.shape[-1] != position:
                 raise ValueError(f"u_prev must have shape (..., {position}), got {tuple(u_prev.shape)}")

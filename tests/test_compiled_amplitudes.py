@@ -3,6 +3,7 @@
 import copy
 import math
 import pickle
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -36,6 +37,12 @@ def compiled_copy(model):
     return twin
 
 
+def path_node(prepared, theta):
+    """The gradient node of the first member's latent log density: which path scored ``theta (B, k)``."""
+    model = prepared.model
+    return prepared._stacked[0].log_prob(model.scale_theta(theta.to(model.dtype))).grad_fn.name()
+
+
 @pytest.fixture(scope="module")
 def pair():
     model, x = toy_model()
@@ -46,10 +53,10 @@ def pair():
 def test_compiled_values_and_gradients_equal_the_uncompiled_path(pair, case):
     """float64, three θ at once, per-event weights on the values (so the per-event Jacobian is tested, not a sum).
 
-    "means outside" (the first factor's end Gaussians centred 2 outside the latent range: an
-    interval to reflect) and "one wide" (a component 10⁶ times wider than the range) are not
-    the compiled expression's usual case: there the uncompiled path takes over, which is
-    checked by the gradient's node.
+    "means outside": the first factor's end Gaussians centred 2 outside the latent range (an
+    interval to reflect, within the compiled expression); "one wide": a component 10⁶ times
+    wider than the range, outside the expression's case, where the uncompiled path takes over
+    (checked by the gradient's node).
     """
     model, compiled, events = pair
     if case != "trained":
@@ -67,8 +74,8 @@ def test_compiled_values_and_gradients_equal_the_uncompiled_path(pair, case):
     weights = torch.rand(3, len(events), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     prepared = [model.prepare(events), compiled.prepare(events)]
     values = [p.log_prob(grid) for p in prepared]
-    expected_node = "_GivenJacobianBackward" if case == "trained" else "_AmplitudesLogProbBackward"
-    assert prepared[1]._stacked[0].log_prob(model.scale_theta(grid)).grad_fn.name() == expected_node
+    expected_node = "_AmplitudesLogProbBackward" if case == "one wide" else "_GivenJacobianBackward"
+    assert path_node(prepared[1], grid) == expected_node
     torch.testing.assert_close(values[1], values[0], rtol=1e-12, atol=1e-10)
     gradients = [torch.autograd.grad((v * weights).sum(), grid)[0] for v in values]
     torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-10, atol=1e-9)
@@ -90,8 +97,13 @@ def test_compiled_gradient_matches_finite_differences_in_float32(pair):
     model, _, events = pair
     compiled32 = compiled_copy(model).to(torch.float32)
     theta = torch.tensor([0.3, -0.4], dtype=torch.float32, requires_grad=True)
-    (grad,) = torch.autograd.grad(compiled32.prepare(events.float()).log_prob(theta).sum(), theta)
+    prepared32 = compiled32.prepare(events.float())
+    assert path_node(prepared32, theta[None]) == "_GivenJacobianBackward"
+    values = prepared32.log_prob(theta)
+    (grad,) = torch.autograd.grad(values.sum(), theta)
     prepared = model.prepare(events)
+    # float32 against float64: each event's value to float32's rounding of terms up to ~10²
+    torch.testing.assert_close(values.double(), prepared.log_prob(theta.detach().double()), rtol=1e-5, atol=1e-4)
     step = 1e-4
     numeric = []
     for i in range(2):
@@ -106,7 +118,9 @@ def test_compiled_ensemble_and_member_views():
     model, x = toy_model(ensemble=2)
     compiled = compiled_copy(model)
     events, theta = x[:200], torch.tensor([[0.1, 0.4], [-0.5, -0.2]], dtype=torch.float64, requires_grad=True)
-    values = [m.prepare(events).member_log_prob(theta) for m in (model, compiled)]
+    prepared = [m.prepare(events) for m in (model, compiled)]
+    assert path_node(prepared[1], theta) == "_GivenJacobianBackward"
+    values = [p.member_log_prob(theta) for p in prepared]
     torch.testing.assert_close(values[1], values[0], rtol=1e-12, atol=1e-10)
     gradients = [torch.autograd.grad(v.logsumexp(0).sum(), theta)[0] for v in values]
     torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-10, atol=1e-9)
@@ -122,7 +136,9 @@ def test_one_unbounded_observable():
     model.fit(x, theta, config=QUICK, progress=False)
     compiled = compiled_copy(model)
     grid = torch.tensor([[-0.5], [0.25]], dtype=torch.float64, requires_grad=True)
-    values = [m.prepare(x[:100]).log_prob(grid) for m in (model, compiled)]
+    prepared = [m.prepare(x[:100]) for m in (model, compiled)]
+    assert path_node(prepared[1], grid) == "_GivenJacobianBackward"
+    values = [p.log_prob(grid) for p in prepared]
     torch.testing.assert_close(values[1], values[0], rtol=1e-12, atol=1e-10)
     gradients = [torch.autograd.grad(v.sum(), grid)[0] for v in values]
     torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-10, atol=1e-9)
@@ -151,16 +167,23 @@ def test_compile_refuses_other_designs():
         model.compile()
 
 
-def test_a_failing_backend_is_a_clear_error(pair):
-    model, _, events = pair
-
-    def failing_backend(graph, example_inputs):
-        raise RuntimeError("no C++ compiler found")
-
-    broken = copy.deepcopy(model)
-    broken.compile(backend=failing_backend)
-    with pytest.raises(RuntimeError, match=r"could not compile the amplitudes kernels.*no C\+\+ compiler"):
-        broken.prepare(events).log_prob(torch.tensor([0.1, 0.2], dtype=torch.float64))
+def test_a_failing_backend_is_a_clear_error(tmp_path):
+    """In a fresh process: torch reuses compiled code of the same function across backends within one."""
+    model, _ = toy_model()
+    model.save(tmp_path / "model.gmm")
+    code = (
+        "import torch, gmmpyro; from gmmpyro.toy import ToyModel\n"
+        "def failing_backend(graph, example_inputs):\n"
+        "    raise RuntimeError('no C++ compiler found')\n"
+        f"model = gmmpyro.DensityModel.load({str(tmp_path / 'model.gmm')!r})\n"
+        "model.compile(backend=failing_backend)\n"
+        "x = ToyModel().sample(20, [0.1, 0.2], seed=0).double()\n"
+        "model.prepare(x).log_prob(torch.tensor([0.1, 0.2], dtype=torch.float64))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode != 0
+    last = run.stderr.strip().splitlines()[-1]
+    assert re.match(r"RuntimeError: torch.compile could not compile the amplitudes kernels .*no C\+\+ compiler", last)
 
 
 def test_outside_the_range_warns_as_uncompiled(pair):

@@ -62,8 +62,10 @@ def test_compiled_amplitudes_on_cuda_match_the_cpu():
     grid = torch.tensor([[0.4, -0.6], [-0.2, 0.9], [1.0, 1.0]], dtype=torch.float64, requires_grad=True)
     cpu = cpu_model.prepare(events).log_prob(grid)
     gpu_grid = grid.detach().cuda().requires_grad_()
-    gpu = gpu_model.prepare(events.cuda()).log_prob(gpu_grid)
-    assert gpu.grad_fn.name() != "_AmplitudesLogProbBackward"
+    prepared = gpu_model.prepare(events.cuda())
+    scaled = gpu_model.scale_theta(gpu_grid)
+    assert prepared._stacked[0].log_prob(scaled).grad_fn.name() == "_GivenJacobianBackward"
+    gpu = prepared.log_prob(gpu_grid)
     torch.testing.assert_close(gpu.detach().cpu(), cpu.detach(), rtol=1e-9, atol=1e-9)
     (grad_gpu,) = torch.autograd.grad(gpu.sum(), gpu_grid)
     (grad_cpu,) = torch.autograd.grad(cpu.sum(), grid)
