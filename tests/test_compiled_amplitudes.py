@@ -2,8 +2,10 @@
 
 import copy
 import math
+import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -20,6 +22,11 @@ AMPLITUDES = NetworkConfig(
     n_gauss=6, A1=16, B1=16, B2=4, C=1, D=2, s_f=0.1, s_mu=0.1, s_sigma=0.1, design="amplitudes", rank=4
 )
 QUICK = TrainingConfig(batch_size=256, learning_rate=3e-3, max_epochs=1)
+# Inductor compiles C++ on the CPU; without a compiler these tests cannot run (the error is tested below)
+needs_compiler = pytest.mark.skipif(
+    not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++")),
+    reason="torch.compile needs a C++ compiler on the CPU",
+)
 
 
 def toy_model(ensemble=1):
@@ -49,6 +56,7 @@ def pair():
     return model, compiled_copy(model), x[:300]
 
 
+@needs_compiler
 @pytest.mark.parametrize("case", ["trained", "means outside", "one wide"])
 def test_compiled_values_and_gradients_equal_the_uncompiled_path(pair, case):
     """float64, three θ at once, per-event weights on the values (so the per-event Jacobian is tested, not a sum).
@@ -88,6 +96,7 @@ def test_compiled_values_and_gradients_equal_the_uncompiled_path(pair, case):
     torch.testing.assert_close(hessians[1], hessians[0], rtol=1e-9, atol=1e-9)
 
 
+@needs_compiler
 def test_compiled_gradient_matches_finite_differences_in_float32(pair):
     """float32, one θ: the compiled gradient against central differences of the float64 values.
 
@@ -114,6 +123,7 @@ def test_compiled_gradient_matches_finite_differences_in_float32(pair):
     torch.testing.assert_close(grad.double(), torch.tensor(numeric, dtype=torch.float64), rtol=2e-4, atol=1e-3)
 
 
+@needs_compiler
 def test_compiled_ensemble_and_member_views():
     model, x = toy_model(ensemble=2)
     compiled = compiled_copy(model)
@@ -127,6 +137,7 @@ def test_compiled_ensemble_and_member_views():
     assert compiled.member(1).kernels is compiled.kernels
 
 
+@needs_compiler
 def test_one_unbounded_observable():
     """One factor only (no later factors) and no truncation: the expression's other branches."""
     torch.manual_seed(1)
@@ -144,6 +155,7 @@ def test_one_unbounded_observable():
     torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-10, atol=1e-9)
 
 
+@needs_compiler
 def test_no_theta_and_no_events(pair):
     model, compiled, events = pair
     for n in (0, 7):
@@ -153,6 +165,7 @@ def test_no_theta_and_no_events(pair):
             assert expected.shape == (len(theta), n)
 
 
+@needs_compiler
 def test_compiled_model_copies_and_pickles(pair):
     _, compiled, events = pair
     for twin in (copy.deepcopy(compiled), pickle.loads(pickle.dumps(compiled))):
@@ -186,6 +199,7 @@ def test_a_failing_backend_is_a_clear_error(tmp_path):
     assert re.match(r"RuntimeError: torch.compile could not compile the amplitudes kernels .*no C\+\+ compiler", last)
 
 
+@needs_compiler
 def test_outside_the_range_warns_as_uncompiled(pair):
     _, compiled, events = pair
     with pytest.warns(OutOfRangeWarning):
