@@ -189,14 +189,16 @@ def _ess(run: dict, draws: dict[str, np.ndarray]) -> float:
 # ------------------------------------------------------------------------------ case a
 
 
-def load_density(path: str | None):
-    """The density of case a and a description: a saved model, or the exact toy."""
+def load_density(path: str | None, compile: bool = False):
+    """The density of case a and a description: a saved model (``compile``: ``model.compile()``), or the exact toy."""
     if path == "exact" or (path is None and not DEFAULT_MODEL.exists()):
         why = "asked for" if path == "exact" else f"{DEFAULT_MODEL} not found"
         return ToyModel(), f"the exact toy density ({why})"
     path = path or str(DEFAULT_MODEL)
     model = gmmpyro.DensityModel.load(path)
-    return model, f"{path} ({model.config.design} design, {model.dtype})"
+    if compile:
+        model.compile()
+    return model, f"{path} ({model.config.design} design, {model.dtype}{', compiled' if compile else ''})"
 
 
 def grid_moments(density, x: torch.Tensor, *, n_coarse: int = 61, n_fine: int = 81) -> dict[str, tuple]:
@@ -228,7 +230,7 @@ def grid_moments(density, x: torch.Tensor, *, n_coarse: int = 61, n_fine: int = 
 
 def case_a(args, notes: list[str]) -> dict:
     """Rows of case a through ``sample_posterior``."""
-    density, origin = load_density(args.model)
+    density, origin = load_density(args.model, args.compile)
     x = toy_events(args.events, 1, torch.device("cpu"), density.dtype)  # N d; the toy at TRUTH, seed 1
     low, high = torch.tensor(BOUNDS, dtype=density.dtype)
     priors = {p: dist.Uniform(low, high) for p in density.params}
@@ -471,6 +473,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cases", nargs="+", choices=("a", "b", "c"), default=["a", "b", "c"])
     parser.add_argument("--model", help=f"case a's density: a saved DensityModel, or 'exact' (default {DEFAULT_MODEL})")
     parser.add_argument("--events", type=int, default=400, help="observed events of case a")
+    parser.add_argument("--compile", action="store_true", help="case a: DensityModel.compile() (compiles in the runs)")
     parser.add_argument("--modes", type=int, nargs="+", choices=tuple(MODES), default=[2, 4], help="case b")
     parser.add_argument("--funnel-dim", type=int, default=5, help="case c: dimensions, v and dim - 1 x's")
     for case in "abc":
