@@ -25,10 +25,9 @@ from typing import NamedTuple
 
 import torch
 
-from .mixture import _FAR_TAIL, _LOG2_E, _LOG_SQRT_2PI, _SMALLEST_TOTAL, _SQRT_HALF
+from .mixture import _FAR_TAIL, _LOG2_E, _LOG_SQRT_2PI, _SMALLEST_TOTAL, _log_mass_near
 
 __all__ = ["AmplitudeInputs", "AmplitudeKernels", "amplitude_log_prob"]
-
 
 
 class AmplitudeInputs(NamedTuple):
@@ -93,7 +92,7 @@ def _first_factor(rows: torch.Tensor, inputs: AmplitudeInputs):
         alpha, beta = (lo - means) / widths, (hi - means) / widths
         flip = alpha > 0  # reflected onto the side where Φ is small, as mixture.log_normal_mass does
         near, far = torch.where(flip, -beta, alpha), torch.where(flip, -alpha, beta)
-        log_mass = torch.log(0.5 * (torch.erfc(-_SQRT_HALF * far) - torch.erfc(-_SQRT_HALF * near)))
+        log_mass = _log_mass_near(near, far)
         ok = (far.amin() >= _FAR_TAIL) & (widths.amax() <= inputs.widest)
         log_peak = log_peak - log_mass
     a = log_weights + log_peak  # B N_G

@@ -485,11 +485,11 @@ class DensityModel(nn.Module):
             >>> model.kernels
             AmplitudeKernels()
         """
-        if self.config.design != "amplitudes" or any(o.discrete for o in self.observables):
+        discrete = any(o.discrete for o in self.observables)
+        if self.config.design != "amplitudes" or discrete:
             raise ValueError(
                 "compile() speeds up the 'amplitudes' design with continuous observables only; this model has "
-                f"design={self.config.design!r}"
-                + (" and discrete observables" if any(o.discrete for o in self.observables) else "")
+                f"design={self.config.design!r}" + (" and discrete observables" if discrete else "")
             )
         self.kernels = AmplitudeKernels(**options)
 
