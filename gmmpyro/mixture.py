@@ -362,6 +362,29 @@ def sample_mixture(
     z = torch.special.ndtri(
         (cdf_a + r * (cdf_b - cdf_a)).clamp(1e-300 if mu.dtype == torch.float64 else 1e-38)
     )
+    z = torch.where(b < _FAR_TAIL, _far_tail_quantile(a, b, r), z)
     z = torch.minimum(torch.maximum(z, a), b)
     z = torch.where(flip, -z, z)
     return (mu + sigma * z).clamp(lo, hi)
+
+
+def _far_tail_quantile(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """The ``r``-quantile of the standard normal truncated to ``[a, b]``, accurate for ``b`` far in the lower tail.
+
+    There ``Φ(a)`` and ``Φ(b)`` lose their precision, then underflow (a component centred ~40
+    widths outside the range would put all its draws exactly on the bound). In log space:
+    ``log Φ(z) = log(Φ(a) + r (Φ(b) - Φ(a)))``, solved by Newton's method on ``log Φ`` from the
+    tail's leading order ``z² = b² - 2 log(Φ(z)/Φ(b))``; elements with ``b ≥ -8`` get a
+    stand-in interval (their value is not used).
+    """
+    far = b < _FAR_TAIL
+    b = torch.where(far, b, torch.full_like(b, 2 * _FAR_TAIL))
+    a = torch.where(far, torch.minimum(a, b), torch.full_like(a, 4 * _FAR_TAIL))
+    log_b = torch.special.log_ndtr(b)
+    excess = torch.log(r + (1 - r) * torch.exp(torch.special.log_ndtr(a) - log_b))  # log Φ(z) - log Φ(b) <= 0
+    target = log_b + excess
+    z = -torch.sqrt(b * b - 2 * excess)
+    for _ in range(4):  # quadratic convergence from a start within O(1/b²)
+        log_cdf = torch.special.log_ndtr(z)
+        z = z - (log_cdf - target) * torch.exp(log_cdf + 0.5 * z * z + _LOG_SQRT_2PI)
+    return z
