@@ -169,7 +169,7 @@ def main() -> None:
     recipes = [*ROWS, *(f"{r}+score" for r in ROWS)]
     parser.add_argument("--rows", nargs="+", choices=recipes, default=recipes, metavar="RECIPE",
                         help=f"recipes, from {recipes}")  # fmt: skip
-    parser.add_argument("--networks", nargs="+", choices=("demo", "paper", "lowrank", "amplitudes"),
+    parser.add_argument("--networks", nargs="+", choices=("demo", "paper", "lowrank", "amplitudes", "film"),
                         default=["paper", "amplitudes"])  # fmt: skip
     parser.add_argument("--rank", type=int, default=16, help="rank of the paper-size low-rank designs")
     parser.add_argument("--events", type=int, default=490_000, help="simulated events per row")

@@ -78,9 +78,17 @@ def _first_factor(rows: torch.Tensor, inputs: AmplitudeInputs):
     The derivative is ``(B, k, N)``.
     """
     rank = rows.shape[-1]
-    s_f, s_mu, s_sigma = inputs.scales
     raw_rows = rows @ inputs.first_features[:rank]  # B 1+k 3N_G
     raw = raw_rows[:, 0] + inputs.first_features[rank]  # B 3N_G
+    return _at_first_events(raw, raw_rows[:, 1:] if rows.shape[1] > 1 else None, inputs)
+
+
+def _at_first_events(raw: torch.Tensor, d_raw: torch.Tensor | None, inputs):
+    """The first factor's mixture from its outputs ``raw (B, 3N_G)`` and their θ-derivatives ``(B, k, 3N_G)``.
+
+    Returns ``(value (B, N), ∂value/∂θ (B, k, N) or None, ok)``.
+    """
+    s_f, s_mu, s_sigma = inputs.scales
     raw_logits, raw_means, raw_widths = raw.chunk(3, -1)
     log_weights = torch.log_softmax(s_f * raw_logits, -1)
     means = s_mu * raw_means + inputs.mean_offset
@@ -103,9 +111,9 @@ def _first_factor(rows: torch.Tensor, inputs: AmplitudeInputs):
     total = shares.sum(1, keepdim=True)  # B 1 N
     ok = ok & (total >= _SMALLEST_TOTAL).all()
     value = (bound.unsqueeze(-1) + torch.log(total)).squeeze(1)  # B N
-    if rows.shape[1] == 1:
+    if d_raw is None:
         return value, None, ok
-    d_logits, d_means, d_widths = raw_rows[:, 1:].chunk(3, -1)  # B k N_G
+    d_logits, d_means, d_widths = d_raw.chunk(3, -1)  # B k N_G
     d_logits = s_f * d_logits
     d_log_weights = d_logits - (log_weights.exp().unsqueeze(1) * d_logits).sum(-1, keepdim=True)
     d_means = s_mu * d_means / widths.unsqueeze(1)  # ∂μ/σ
@@ -177,6 +185,9 @@ class AmplitudeKernels:
         ['dynamic']
     """
 
+    expression = staticmethod(amplitude_log_prob)
+    design = "amplitudes"
+
     def __init__(self, **options) -> None:
         self.options = options
         self._compiled: dict[str, object] = {}
@@ -191,7 +202,7 @@ class AmplitudeKernels:
                 # events, 5.7-6.1 against 7.3-7.8 ms at 10 000)
                 options = {**options, "options": {"realize_reads_threshold": 1}}
             validation = torch.distributions.Distribution._validate_args
-            self._compiled[device_type] = torch.compile(amplitude_log_prob, **options)
+            self._compiled[device_type] = torch.compile(self.expression, **options)
             # torch.compile's first use switches torch's distribution validation off, process-wide: undone
             torch.distributions.Distribution.set_default_validate_args(validation)
         return self._compiled[device_type]
@@ -209,17 +220,17 @@ class AmplitudeKernels:
                 cause = inner
             lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
             raise RuntimeError(
-                f"torch.compile could not compile the amplitudes kernels ({type(cause).__name__}: "
+                f"torch.compile could not compile the {self.design} kernels ({type(cause).__name__}: "
                 f"{lines[0] if lines else ''}); on the CPU it needs a C++ compiler, on a GPU Triton. "
                 "Load the model again to use it uncompiled."
             ) from error
 
     def __reduce__(self):
         # the compiled functions do not pickle or copy: a copy compiles again, with the same options
-        return functools.partial(AmplitudeKernels, **self.options), ()
+        return functools.partial(type(self), **self.options), ()
 
     def __repr__(self) -> str:
-        return f"AmplitudeKernels({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
 
 
 def _backend_failures() -> tuple[type[Exception], ...]:

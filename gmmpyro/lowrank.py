@@ -448,7 +448,8 @@ class _GivenJacobian(torch.autograd.Function):
     """``value (B, N)`` as a function of ``θ (B, k)`` with its per-event Jacobian ``J (B, N, k)`` given.
 
     The backward pass is ``Σ_n grad_bn J_bn``; a second derivative (``create_graph``) goes
-    through autograd of :meth:`StackedAmplitudes.expression`.
+    through autograd of the stacked factors' ``expression`` (:meth:`StackedAmplitudes.expression`,
+    :meth:`gmmpyro.film.StackedFilm.expression`).
     """
 
     @staticmethod

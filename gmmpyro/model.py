@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from .compiled_amplitudes import AmplitudeKernels
+from .compiled_film import FilmKernels
 from .exceptions import OutOfRangeWarning, range_warnings_enabled, warn
+from .film import FilmMixtureNetwork
 from .lowrank import AmplitudeMixtureNetwork, LowRankCategoricalNetwork, LowRankMixtureNetwork
 from .mixture import mixture_log_prob, sample_mixture
 from .networks import CategoricalNetwork, GaussianMixtureNetwork, NetworkConfig
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from .training import TrainingConfig, TrainingHistory
 
 __all__ = ["DensityModel", "MixtureComponents"]
+
+_KERNELS = {"amplitudes": AmplitudeKernels, "film": FilmKernels}
 
 Space = Literal["data", "latent"]
 
@@ -460,14 +464,14 @@ class DensityModel(nn.Module):
         return view
 
     def compile(self, **options) -> None:
-        """Compile the θ path of events prepared from now on with ``torch.compile`` (``"amplitudes"`` design).
+        """Compile the θ path of events prepared from now on with ``torch.compile`` (``"amplitudes"``, ``"film"``).
 
         Fits, scans, posteriors and :meth:`prepare` then score the events at each θ, value and
         per-event θ-Jacobian together, in a few fused kernels instead of ~200 small tensor
-        operations (:mod:`gmmpyro.compiled_amplitudes`); where its usual case does not hold,
-        and for second derivatives, the uncompiled path takes over. The first evaluation of
-        each shape compiles (seconds to a minute); it pays where one set of events is scored
-        at thousands of θ (NUTS, scans, coverage toys). On the CPU ``torch.compile`` needs a
+        operations (:mod:`gmmpyro.compiled_amplitudes`, :mod:`gmmpyro.compiled_film`); where
+        its usual case does not hold, and for second derivatives, the uncompiled path takes
+        over. The first evaluation of each shape compiles (seconds to a minute); it pays where
+        one set of events is scored at thousands of θ (NUTS, scans, coverage toys). On the CPU ``torch.compile`` needs a
         C++ compiler, on a GPU Triton. With the default ``dynamic=None`` a second event count or
         batch size compiles once more, for all sizes; torch's limit of recompilations
         (``torch._dynamo.config.recompile_limit``) holds for all compiled models of a process
@@ -486,12 +490,13 @@ class DensityModel(nn.Module):
             AmplitudeKernels()
         """
         discrete = any(o.discrete for o in self.observables)
-        if self.config.design != "amplitudes" or discrete:
+        if self.config.design not in _KERNELS or discrete:
             raise ValueError(
-                "compile() speeds up the 'amplitudes' design with continuous observables only; this model has "
+                "compile() speeds up the 'amplitudes' and 'film' designs with continuous observables only; this "
+                "model has "
                 f"design={self.config.design!r}" + (" and discrete observables" if discrete else "")
             )
-        self.kernels = AmplitudeKernels(**options)
+        self.kernels = _KERNELS[self.config.design](**options)
 
     def prepare(self, x) -> PreparedModelEvents:
         """Do the θ-independent work for a fixed set of events once (projection, event features).
@@ -754,6 +759,8 @@ def _factor_network(
         return kind(n_theta, position, n_categories, config)
     if config.design == "paper":
         kind = GaussianMixtureNetwork
+    elif config.design == "film":
+        kind = FilmMixtureNetwork
     elif config.design == "amplitudes" and position > 0:  # the first factor has no events to cache: low-rank
         kind = AmplitudeMixtureNetwork
     else:

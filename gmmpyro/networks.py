@@ -1,4 +1,4 @@
-r"""The per-observable conditional networks of the autoregressive density, in three designs.
+r"""The per-observable conditional networks of the autoregressive density, in four designs.
 
 Each factor ``p_i(u_i | u_<i, θ)`` has its own network, split into a θ part (computed once
 per parameter point), an event part (computed once per event) and a combination of the
@@ -23,6 +23,13 @@ the cost of the combination is what it pays.
   component: the θ-dependence is a reweighting of event-dependent components. The first
   factor, which has no ``u_<i``, is a ``"lowrank"`` network (its mixture depends on θ alone
   and is computed once per θ).
+* ``design="film"`` (:mod:`gmmpyro.film`): θ scales and shifts the last hidden layer ``h`` of
+  an MLP of ``u_<i`` (feature-wise linear modulation), followed by one linear layer,
+
+  .. math:: o(u_{<i}, θ) = W\, φ\big((1 + γ(θ)) ⊙ h(u_{<i}) + β(θ)\big) + c;
+
+  per (event, θ) pair one modulated layer of width ``H`` and ``H·3N_G`` products remain, and
+  the outputs stay nonlinear in θ (means and widths move with θ).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from torch.nn import functional as F
 
 __all__ = ["DESIGNS", "CategoricalNetwork", "GaussianMixtureNetwork", "NetworkConfig"]
 
-DESIGNS = ("paper", "lowrank", "amplitudes")
+DESIGNS = ("paper", "lowrank", "amplitudes", "film")
 
 
 @dataclass(frozen=True)
@@ -47,11 +54,11 @@ class NetworkConfig:
 
     Arguments:
         n_gauss: number of Gaussian components ``N_G`` per observable.
-        A1, A2: θ-branch width ``N1 = A1 + A2·N_θ`` (low-rank designs: width of the θ network's
+        A1, A2: θ-branch width ``N1 = A1 + A2·N_θ`` (other designs: width of the θ network's
             two hidden layers).
-        B1, B2: ``u_<i``-branch width ``N2 = B1 + B2·N_u`` (low-rank designs: width of the event
+        B1, B2: ``u_<i``-branch width ``N2 = B1 + B2·N_u`` (other designs: width of the event
             network's hidden layers).
-        C: number of trunk layers of width ``N1 + N2`` (low-rank designs: hidden layers of the
+        C: number of trunk layers of width ``N1 + N2`` (other designs: hidden layers of the
             event network).
         D: each head's hidden width is ``D·N_G`` (``"paper"`` only).
         s_f, s_mu, s_sigma: scale of the amplitude, mean and width heads.
@@ -64,9 +71,11 @@ class NetworkConfig:
         categorical_widths: hidden widths of the categorical network of discrete observables
             (``"paper"`` only).
         design: ``"paper"``, the network of the paper; ``"lowrank"``, whose cost per
-            (event, θ) pair is a rank-``R`` product; or ``"amplitudes"``, the same with θ in
-            the mixture amplitudes alone (see the module docstring).
+            (event, θ) pair is a rank-``R`` product; ``"amplitudes"``, the same with θ in
+            the mixture amplitudes alone; or ``"film"``, θ scaling and shifting the last hidden
+            layer of an event network (see the module docstring).
         rank: ``R`` of the ``"lowrank"`` and ``"amplitudes"`` designs.
+        film_width: width ``H`` of the θ-modulated layer of the ``"film"`` design.
 
     Example:
         >>> NetworkConfig(n_gauss=30).n_gauss
@@ -91,8 +100,9 @@ class NetworkConfig:
     init_scale: float = 10.0 / 3.0
     truncate: bool = True
     categorical_widths: tuple[int, ...] = (300, 200)
-    design: Literal["paper", "lowrank", "amplitudes"] = "paper"
+    design: Literal["paper", "lowrank", "amplitudes", "film"] = "paper"
     rank: int = 16
+    film_width: int = 64
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "categorical_widths", tuple(int(w) for w in self.categorical_widths))
@@ -100,13 +110,13 @@ class NetworkConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` for constants that cannot build a network."""
-        for name in ("n_gauss", "A1", "A2", "B1", "B2", "C", "D", "rank"):
+        for name in ("n_gauss", "A1", "A2", "B1", "B2", "C", "D", "rank", "film_width"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"NetworkConfig.{name} must be an integer, got {value!r}")
         if self.design not in DESIGNS:
             raise ValueError(f"NetworkConfig.design must be one of {DESIGNS}, got {self.design!r}")
-        for name in ("n_gauss", "A1", "C", "D", "rank"):
+        for name in ("n_gauss", "A1", "C", "D", "rank", "film_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"NetworkConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("A2", "B1", "B2"):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .film import StackedFilm
 from .lowrank import StackedAmplitudes, StackedLowRank
 
 if TYPE_CHECKING:
@@ -66,12 +67,14 @@ class PreparedModelEvents:
             features = model.event_features(self._u)
         self.all_inside = bool(self.inside.all())
         self._stacked = None
-        stacked = {"lowrank": StackedLowRank, "amplitudes": StackedAmplitudes}.get(model.config.design)
+        stacked = {"lowrank": StackedLowRank, "amplitudes": StackedAmplitudes, "film": StackedFilm}.get(
+            model.config.design
+        )
         if stacked is not None and not any(o.discrete for o in model.observables):
             truncated = [model.observables[c].bounded and model.config.truncate for c in model.order]
             d = len(model.observables)
             members = [slice(m * d, (m + 1) * d) for m in range(model.ensemble)]
-            kernels = {"kernels": model.kernels} if model.config.design == "amplitudes" else {}
+            kernels = {"kernels": model.kernels} if model.config.design in ("amplitudes", "film") else {}
             self._stacked = [
                 stacked(model.networks[m], features[m], self._u, truncated, model.latent_range, **kernels)
                 for m in members

@@ -176,7 +176,7 @@ def test_compiled_model_copies_and_pickles(pair):
 
 def test_compile_refuses_other_designs():
     model = DensityModel([Observable("x")], ["a"], config=replace(AMPLITUDES, design="paper"))
-    with pytest.raises(ValueError, match=r"'amplitudes' design.*design='paper'"):
+    with pytest.raises(ValueError, match=r"'amplitudes' and 'film' designs.*design='paper'"):
         model.compile()
 
 

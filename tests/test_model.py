@@ -21,6 +21,7 @@ DESIGNS = {
     "paper": SMALL,
     "lowrank": replace(SMALL, design="lowrank", rank=4),
     "amplitudes": replace(SMALL, design="amplitudes", rank=4),
+    "film": replace(SMALL, design="film", film_width=8),
 }
 QUICK = TrainingConfig(batch_size=256, learning_rate=3e-3, max_epochs=4)
 GRID = [[-1.0, -1.0], [-1.0, 1.0], [0.0, 0.0], [1.0, -1.0], [1.0, 1.0]]
