@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .compiled_film import FilmInputs, FilmKernels
-from .lowrank import _GivenJacobian, _StackedThetaNetworks
+from .lowrank import _compiled_log_prob, _StackedThetaNetworks
 from .mixture import _limit_bits, _widest, mixture_log_prob
 from .networks import MixtureOutputs, NetworkConfig, mlp, uniform_init
 
@@ -136,13 +136,8 @@ class StackedFilm(_StackedThetaNetworks):
 
     def log_prob(self, theta_scaled: torch.Tensor) -> torch.Tensor:
         """Summed latent log densities of the factors, ``θ (B, k)`` (network inputs) → ``(B, N)``."""
-        gradient = theta_scaled.requires_grad and torch.is_grad_enabled()
-        if self.kernels is not None and theta_scaled.shape[0] > 0:
-            with torch.no_grad():
-                value, jacobian, ok = self.kernels(theta_scaled.detach(), self.kernel_inputs, gradient)
-            if bool(ok):
-                return _GivenJacobian.apply(theta_scaled, value, jacobian, self) if gradient else value
-        return self.expression(theta_scaled)
+        compiled = _compiled_log_prob(self, theta_scaled)
+        return self.expression(theta_scaled) if compiled is None else compiled
 
     def expression(self, theta_scaled: torch.Tensor) -> torch.Tensor:
         """:meth:`log_prob` composed of differentiable parts (any device; second derivatives)."""

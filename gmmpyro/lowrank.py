@@ -349,13 +349,10 @@ class StackedAmplitudes(_StackedThetaNetworks):
         event's θ-Jacobian come from one compiled expression, where it holds; otherwise, on the
         CPU, a gradient in θ is computed by hand in one pass (:class:`_AmplitudesLogProb`).
         """
-        gradient = theta_scaled.requires_grad and torch.is_grad_enabled()
-        if self.kernels is not None and theta_scaled.shape[0] > 0:  # no θ: nothing to compile
-            with torch.no_grad():
-                value, jacobian, ok = self.kernels(theta_scaled.detach(), self.kernel_inputs, gradient)
-            if bool(ok):
-                return _GivenJacobian.apply(theta_scaled, value, jacobian, self) if gradient else value
-        if gradient and theta_scaled.device.type == "cpu":
+        compiled = _compiled_log_prob(self, theta_scaled)
+        if compiled is not None:
+            return compiled
+        if theta_scaled.requires_grad and torch.is_grad_enabled() and theta_scaled.device.type == "cpu":
             return _AmplitudesLogProb.apply(theta_scaled, self)
         return self.expression(theta_scaled)
 
@@ -442,6 +439,22 @@ class _AmplitudeSums(torch.autograd.Function):
         grad = math.log(2.0) * grad
         per_numerator, per_denominator = (grad / numerator).unsqueeze(2), (grad / denominator).unsqueeze(2)
         return (products * per_numerator).addcmul_(weights, per_denominator, value=-1.0)
+
+
+def _compiled_log_prob(stacked, theta_scaled: torch.Tensor) -> torch.Tensor | None:
+    """``stacked.log_prob`` from its compiled ``kernels``, or ``None`` without kernels or where they do not hold.
+
+    ``stacked`` has ``kernels``, ``kernel_inputs`` and ``expression`` (:class:`StackedAmplitudes`,
+    :class:`gmmpyro.film.StackedFilm`).
+    """
+    if stacked.kernels is None or theta_scaled.shape[0] == 0:  # no θ: nothing to compile
+        return None
+    gradient = theta_scaled.requires_grad and torch.is_grad_enabled()
+    with torch.no_grad():
+        value, jacobian, ok = stacked.kernels(theta_scaled.detach(), stacked.kernel_inputs, gradient)
+    if not bool(ok):
+        return None
+    return _GivenJacobian.apply(theta_scaled, value, jacobian, stacked) if gradient else value
 
 
 class _GivenJacobian(torch.autograd.Function):
