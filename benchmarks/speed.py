@@ -1,10 +1,11 @@
-"""Inference speed side by side: gmmpyro's three network designs, zuko's NSF and sbi's MDN.
+"""Inference speed side by side: gmmpyro's network designs, zuko's NSF and sbi's MDN.
 
 One run, one machine, the same toy events (drawn from the exact toy at cx = 0.8, cy = -0.8)
 for every row; one Markdown table plus the machine line. Rows: gmmpyro with the paper
 network (``paper_config()``), gmmpyro with the low-rank design (``design="lowrank"``) and
-with θ in the mixture amplitudes alone (``design="amplitudes"``), the same model after
-``DensityModel.compile()`` (``compiled``; its compilation falls in the warm-up calls, and the
+with θ in the mixture amplitudes alone (``design="amplitudes"``), with θ modulating a hidden
+layer (``design="film"``), the last two also after ``DensityModel.compile()``
+(``amplitudes-compiled``, ``film-compiled``; the compilation falls in the warm-up calls and the
 scan's first chunks), zuko's conditional NSF and
 sbi's MDN likelihood estimator (built as in ``toy_kl.py --peers``, :mod:`_peers`). Columns:
 
@@ -25,7 +26,7 @@ sbi's MDN likelihood estimator (built as in ``toy_kl.py --peers``, :mod:`_peers`
   model, kernel settings, starting points and timers, so only the density differs;
 * the speed-up against the paper network for the four numbers (> 1: faster).
 
-Models come from ``--model-paper`` / ``--model-lowrank`` / ``--model-amplitudes`` (files written by
+Models come from ``--model-paper`` / ``--model-lowrank`` / ``--model-amplitudes`` / ``--model-film`` (files written by
 ``DensityModel.save``); otherwise, and always for the peers, networks are freshly
 initialised and fitted for one epoch on a small toy dataset. Speed does not depend on
 training, but NUTS' ESS does (the posterior's shape sets the trajectory lengths): the output
@@ -73,11 +74,13 @@ ROWS = {
     "paper": "gmmpyro paper",
     "lowrank": "gmmpyro lowrank",
     "amplitudes": "gmmpyro amplitudes",
-    "compiled": "gmmpyro amplitudes, compiled",
+    "amplitudes-compiled": "gmmpyro amplitudes, compiled",
+    "film": "gmmpyro film",
+    "film-compiled": "gmmpyro film, compiled",
     "nsf": "zuko NSF",
     "mdn": "sbi MDN",
 }
-_OWN = ("paper", "lowrank", "amplitudes", "compiled")
+_OWN = ("paper", "lowrank", "amplitudes", "amplitudes-compiled", "film", "film-compiled")
 _PEER_PACKAGE = {"nsf": "zuko", "mdn": "sbi"}
 
 
@@ -233,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model-paper", help="a saved DensityModel with the paper network")
     parser.add_argument("--model-lowrank", help="a saved DensityModel with the low-rank design")
     parser.add_argument("--model-amplitudes", help="a saved DensityModel with the amplitudes design")
+    parser.add_argument("--model-film", help="a saved DensityModel with the film design")
     parser.add_argument("--rank", type=int, default=16, help="rank of a fresh low-rank or amplitudes model")
     parser.add_argument("--rows", nargs="+", choices=tuple(ROWS), default=list(ROWS), help="rows to measure")
     parser.add_argument("--skip-peers", action="store_true", help="leave out zuko NSF and sbi MDN")
@@ -276,12 +280,12 @@ def main(argv: list[str] | None = None) -> dict:
     densities, origin = {}, {}
     for key in _OWN:
         if key in rows:
-            design = "amplitudes" if key == "compiled" else key
-            network = replace(paper_config(), design=design, rank=args.rank) if key != "paper" else paper_config()
+            design = key.removesuffix("-compiled")
+            network = replace(paper_config(), design=design, rank=args.rank)
             densities[ROWS[key]], origin[ROWS[key]] = gmmpyro_model(
                 getattr(args, f"model_{design}"), network, data, device=device, dtype=dtype, seed=args.seed
             )
-            if key == "compiled":
+            if key.endswith("-compiled"):
                 densities[ROWS[key]].compile()
                 origin[ROWS[key]] += "; DensityModel.compile(), compiled in the warm-up calls"
     peers = [ROWS[r] for r in rows if r in _PEER_PACKAGE]

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import torch
 
-from .mixture import _FAR_TAIL, _LOG2_E, _LOG_SQRT_2PI, _SMALLEST_TOTAL, _log_mass_near
+from .mixture import _FAR_TAIL, _LOG2_E, _LOG_SQRT_2PI, _SMALLEST_TOTAL, _log_mass_branch_free, _log_mass_near
 
 __all__ = ["AmplitudeInputs", "AmplitudeKernels", "amplitude_log_prob"]
 
@@ -72,7 +72,7 @@ def _theta_features(theta_scaled: torch.Tensor, inputs: AmplitudeInputs, jacobia
     return rows
 
 
-def _first_factor(rows: torch.Tensor, inputs: AmplitudeInputs):
+def _first_factor(rows: torch.Tensor, inputs: AmplitudeInputs, far_tails: bool):
     """The first factor at the events from its feature rows ``(B, 1+k, R)``: ``(value (B, N), ∂value/∂θ or None, ok)``.
 
     The derivative is ``(B, k, N)``.
@@ -80,10 +80,36 @@ def _first_factor(rows: torch.Tensor, inputs: AmplitudeInputs):
     rank = rows.shape[-1]
     raw_rows = rows @ inputs.first_features[:rank]  # B 1+k 3N_G
     raw = raw_rows[:, 0] + inputs.first_features[rank]  # B 3N_G
-    return _at_first_events(raw, raw_rows[:, 1:] if rows.shape[1] > 1 else None, inputs)
+    return _at_first_events(raw, raw_rows[:, 1:] if rows.shape[1] > 1 else None, inputs, far_tails)
 
 
-def _at_first_events(raw: torch.Tensor, d_raw: torch.Tensor | None, inputs):
+def _truncation(means: torch.Tensor, widths: torch.Tensor, bounds: tuple[float, float], widest: float, far_tails: bool):
+    """Gaussians truncated to ``bounds``: ``(α, β, log Z, fine)``, each shaped as ``means``.
+
+    ``fine`` is False for a component too wide for the interval (``Z`` lost to cancellation)
+    and, unless ``far_tails``, for an interval far in the tail. The interval is reflected onto
+    the side where ``Φ`` is small, as :func:`gmmpyro.mixture.log_normal_mass` does; with
+    ``far_tails`` the tail formula is computed for every element (a third of the cost again).
+    """
+    lo, hi = bounds
+    alpha, beta = (lo - means) / widths, (hi - means) / widths
+    flip = alpha > 0
+    near, far = torch.where(flip, -beta, alpha), torch.where(flip, -alpha, beta)
+    fine = widths <= widest
+    if far_tails:
+        return alpha, beta, _log_mass_branch_free(near, far), fine
+    return alpha, beta, _log_mass_near(near, far), fine & (far >= _FAR_TAIL)
+
+
+def _edge_densities(alpha: torch.Tensor, beta: torch.Tensor, log_mass: torch.Tensor):
+    """``p_α, p_β = φ(α)/Z, φ(β)/Z``: ``-∂ log Z = -(p_α - p_β) ∂μ/σ - (α p_α - β p_β) ∂σ/σ``."""
+    return (
+        torch.exp(-0.5 * alpha * alpha - _LOG_SQRT_2PI - log_mass),
+        torch.exp(-0.5 * beta * beta - _LOG_SQRT_2PI - log_mass),
+    )
+
+
+def _at_first_events(raw: torch.Tensor, d_raw: torch.Tensor | None, inputs, far_tails: bool):
     """The first factor's mixture from its outputs ``raw (B, 3N_G)`` and their θ-derivatives ``(B, k, 3N_G)``.
 
     Returns ``(value (B, N), ∂value/∂θ (B, k, N) or None, ok)``.
@@ -96,12 +122,8 @@ def _at_first_events(raw: torch.Tensor, d_raw: torch.Tensor | None, inputs):
     log_peak = -torch.log(widths) - _LOG_SQRT_2PI
     ok = torch.ones((), dtype=torch.bool, device=widths.device)
     if inputs.bounds is not None:
-        lo, hi = inputs.bounds
-        alpha, beta = (lo - means) / widths, (hi - means) / widths
-        flip = alpha > 0  # reflected onto the side where Φ is small, as mixture.log_normal_mass does
-        near, far = torch.where(flip, -beta, alpha), torch.where(flip, -alpha, beta)
-        log_mass = _log_mass_near(near, far)
-        ok = (far.amin() >= _FAR_TAIL) & (widths.amax() <= inputs.widest)
+        alpha, beta, log_mass, fine = _truncation(means, widths, inputs.bounds, inputs.widest, far_tails)
+        ok = fine.all()
         log_peak = log_peak - log_mass
     a = log_weights + log_peak  # B N_G
     z = (inputs.u_first - means.unsqueeze(-1)) / widths.unsqueeze(-1)  # B N_G N
@@ -119,9 +141,8 @@ def _at_first_events(raw: torch.Tensor, d_raw: torch.Tensor | None, inputs):
     d_means = s_mu * d_means / widths.unsqueeze(1)  # ∂μ/σ
     d_widths = s_sigma * (widths - inputs.epsilon).unsqueeze(1) * d_widths / widths.unsqueeze(1)  # ∂σ/σ
     d_a = d_log_weights - d_widths  # -∂ log σ
-    if inputs.bounds is not None:  # -∂ log Z = -(p_α - p_β) ∂μ/σ - (α p_α - β p_β) ∂σ/σ, p = φ/Z
-        p_alpha = torch.exp(-0.5 * alpha * alpha - _LOG_SQRT_2PI - log_mass).unsqueeze(1)
-        p_beta = torch.exp(-0.5 * beta * beta - _LOG_SQRT_2PI - log_mass).unsqueeze(1)
+    if inputs.bounds is not None:
+        p_alpha, p_beta = (p.unsqueeze(1) for p in _edge_densities(alpha, beta, log_mass))
         edge_terms = alpha.unsqueeze(1) * p_alpha - beta.unsqueeze(1) * p_beta
         d_a = d_a - (p_alpha - p_beta) * d_means - edge_terms * d_widths
     shares = shares / total  # the responsibilities r, B N_G N
@@ -154,16 +175,16 @@ def _later_factors(rows: torch.Tensor, inputs: AmplitudeInputs):
     return value, jacobian, ok
 
 
-def amplitude_log_prob(theta_scaled: torch.Tensor, inputs: AmplitudeInputs, jacobian: bool):
+def amplitude_log_prob(theta_scaled: torch.Tensor, inputs: AmplitudeInputs, jacobian: bool, far_tails: bool = False):
     """Summed latent log densities ``θ (B, k)`` → ``(value (B, N), J (B, N, k) or None, ok)``.
 
     ``ok`` (a 0-dim bool) is False where the expression does not hold and the eager path must
-    take over: a truncation interval far in the tail, a component too wide for
-    its interval, a first-factor sum below ``2^-70`` of its bound, a later factor's weights
-    out of range.
+    take over: a truncation interval far in the tail (unless ``far_tails``), a component too
+    wide for its interval, a first-factor sum below ``2^-70`` of its bound, a later factor's
+    weights out of range.
     """
     rows = _theta_features(theta_scaled, inputs, jacobian)  # d B 1+k R
-    value, d_value, ok = _first_factor(rows[0], inputs)
+    value, d_value, ok = _first_factor(rows[0], inputs, far_tails)
     if inputs.logit_features is not None:
         later, d_later, later_ok = _later_factors(rows[1:], inputs)
         value, ok = value + later, ok & later_ok
@@ -207,11 +228,11 @@ class AmplitudeKernels:
             torch.distributions.Distribution.set_default_validate_args(validation)
         return self._compiled[device_type]
 
-    def __call__(self, theta_scaled: torch.Tensor, inputs: AmplitudeInputs, jacobian: bool):
-        """:func:`amplitude_log_prob`, compiled on the first call for each shape, dtype and device."""
+    def __call__(self, theta_scaled: torch.Tensor, inputs: AmplitudeInputs, jacobian: bool, far_tails: bool = False):
+        """:func:`amplitude_log_prob`, compiled on the first call for each shape, dtype, device and ``far_tails``."""
         compiled = self._for_device(theta_scaled.device.type)
         try:
-            return compiled(theta_scaled, inputs, jacobian)
+            return compiled(theta_scaled, inputs, jacobian, far_tails)
         except Exception as error:
             if not isinstance(error, _backend_failures()):
                 raise

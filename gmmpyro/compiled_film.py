@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import torch
 
-from .compiled_amplitudes import AmplitudeKernels, _at_first_events, _theta_features
-from .mixture import _FAR_TAIL, _LOG_SQRT_2PI, _NEGLIGIBLE, _log_mass_near
+from .compiled_amplitudes import AmplitudeKernels, _at_first_events, _edge_densities, _theta_features, _truncation
+from .mixture import _LOG_SQRT_2PI, _NEGLIGIBLE
 
 __all__ = ["FilmInputs", "FilmKernels", "film_log_prob"]
 
@@ -53,7 +53,7 @@ def _exp_or_zero(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= _NEGLIGIBLE, 0.0, torch.exp(x))
 
 
-def _first_factor(rows: torch.Tensor, inputs: FilmInputs):
+def _first_factor(rows: torch.Tensor, inputs: FilmInputs, far_tails: bool):
     """The first factor from its θ rows ``(B, 1+k, 2H)``: ``(value (B, N), ∂value/∂θ (B, k, N) or None, ok)``."""
     gamma, beta = rows.chunk(2, -1)
     is_value = torch.zeros(rows.shape[1], 1, dtype=rows.dtype, device=rows.device)
@@ -62,10 +62,10 @@ def _first_factor(rows: torch.Tensor, inputs: FilmInputs):
     pre = torch.where(pre[:, :1] > 0, pre, inputs.slope * pre)
     raw_rows = pre @ inputs.head_weights[0].T  # B 1+k 3N_G
     raw = raw_rows[:, 0] + inputs.head_biases[0, :, 0]
-    return _at_first_events(raw, raw_rows[:, 1:] if rows.shape[1] > 1 else None, inputs)
+    return _at_first_events(raw, raw_rows[:, 1:] if rows.shape[1] > 1 else None, inputs, far_tails)
 
 
-def _later_factors(rows: torch.Tensor, inputs: FilmInputs):
+def _later_factors(rows: torch.Tensor, inputs: FilmInputs, far_tails: bool):
     """The later factors summed, from their θ rows ``(d-1, B, 1+k, 2H)``: ``(value (B, N), J (B, k, N) or None, ok)``.
 
     Laid out with the events innermost, so that the sums over components and the elementwise
@@ -89,12 +89,9 @@ def _later_factors(rows: torch.Tensor, inputs: FilmInputs):
     z = (inputs.u_later - means) / widths
     log_terms = log_weights - 0.5 * z * z - torch.log(widths) - _LOG_SQRT_2PI
     truncated = inputs.truncated
-    lo, hi = inputs.latent_range
-    alpha, beta_ = (lo - means) / widths, (hi - means) / widths
-    flip = alpha > 0  # reflected onto the side where Φ is small, as mixture.log_normal_mass does
-    near, far = torch.where(flip, -beta_, alpha), torch.where(flip, -alpha, beta_)
-    log_mass = torch.where(truncated, _log_mass_near(near, far), 0.0)
-    ok = ((far >= _FAR_TAIL) | ~truncated).all() & ((widths <= inputs.widest) | ~truncated).all()
+    alpha, beta_, log_mass, fine = _truncation(means, widths, inputs.latent_range, inputs.widest, far_tails)
+    log_mass = torch.where(truncated, log_mass, 0.0)
+    ok = (fine | ~truncated).all()
     log_terms = log_terms - log_mass
     largest = log_terms.amax(1, keepdim=True)
     shares = _exp_or_zero(log_terms - largest)
@@ -103,9 +100,7 @@ def _later_factors(rows: torch.Tensor, inputs: FilmInputs):
     if n_rows == 1:
         return value, None, ok
     shares = shares / total  # responsibilities
-    # -∂ log Z = -(p_α - p_β) ∂μ/σ - (α p_α - β p_β) ∂σ/σ with p = φ/Z, in truncated factors
-    p_alpha = torch.where(truncated, torch.exp(-0.5 * alpha * alpha - _LOG_SQRT_2PI - log_mass), 0.0)
-    p_beta = torch.where(truncated, torch.exp(-0.5 * beta_ * beta_ - _LOG_SQRT_2PI - log_mass), 0.0)
+    p_alpha, p_beta = (torch.where(truncated, p, 0.0) for p in _edge_densities(alpha, beta_, log_mass))
     per_width = shares / widths
     d_logits = s_f * (shares - _exp_or_zero(log_weights))
     d_means = (s_mu * per_width) * (z - (p_alpha - p_beta))
@@ -119,16 +114,17 @@ def _later_factors(rows: torch.Tensor, inputs: FilmInputs):
     return value, jacobian.transpose(1, 2), ok
 
 
-def film_log_prob(theta_scaled: torch.Tensor, inputs: FilmInputs, jacobian: bool):
+def film_log_prob(theta_scaled: torch.Tensor, inputs: FilmInputs, jacobian: bool, far_tails: bool = False):
     """Summed latent log densities ``θ (B, k)`` → ``(value (B, N), J (B, N, k) or None, ok)``.
 
     ``ok`` (a 0-dim bool) is False where the expression does not hold and the eager path must
-    take over.
+    take over: a truncation interval far in the tail (unless ``far_tails``), a component too
+    wide for its interval, a first-factor sum below ``2^-70`` of its bound.
     """
     rows = _theta_features(theta_scaled, inputs, jacobian)  # d B 1+k 2H
-    value, d_value, ok = _first_factor(rows[0], inputs)
+    value, d_value, ok = _first_factor(rows[0], inputs, far_tails)
     if inputs.events is not None:
-        later, d_later, later_ok = _later_factors(rows[1:], inputs)
+        later, d_later, later_ok = _later_factors(rows[1:], inputs, far_tails)
         value, ok = value + later, ok & later_ok
         if d_value is not None:
             d_value = d_value + d_later

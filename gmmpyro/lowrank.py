@@ -452,6 +452,8 @@ def _compiled_log_prob(stacked, theta_scaled: torch.Tensor) -> torch.Tensor | No
     gradient = theta_scaled.requires_grad and torch.is_grad_enabled()
     with torch.no_grad():
         value, jacobian, ok = stacked.kernels(theta_scaled.detach(), stacked.kernel_inputs, gradient)
+        if not bool(ok):  # the variant with far-tail intervals, compiled when first needed
+            value, jacobian, ok = stacked.kernels(theta_scaled.detach(), stacked.kernel_inputs, gradient, True)
     if not bool(ok):
         return None
     return _GivenJacobian.apply(theta_scaled, value, jacobian, stacked) if gradient else value

@@ -50,16 +50,24 @@ def log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     flip = a > 0
     lo = torch.where(flip, -b, a)
     hi = torch.where(flip, -a, b)  # lo < hi, lo <= 0
+    if lo.device.type != "cpu":  # elementwise work is cheap there, and a data-dependent subset would synchronise
+        return _log_mass_branch_free(lo, hi)
     far = hi < _FAR_TAIL
-    # the far elements get harmless stand-ins here, so that no NaN gradient leaks through where()
-    near_hi = torch.where(far, torch.zeros_like(hi), hi)
-    near_lo = torch.where(far, -torch.ones_like(lo), lo)
-    out = _log_mass_near(near_lo, near_hi)
-    if out.device.type != "cpu":  # elementwise work is cheap there, and a data-dependent subset would synchronise
-        return torch.where(far, _log_mass_far(lo, hi), out)
+    out = _log_mass_near(*_near_stand_ins(lo, hi, far))
     if bool(far.any()):
         out = out.index_put((far,), _log_mass_far(lo[far], hi[far]))
     return out
+
+
+def _near_stand_ins(lo: torch.Tensor, hi: torch.Tensor, far: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # the far elements get harmless stand-ins, so that no NaN gradient leaks through where()
+    return torch.where(far, -torch.ones_like(lo), lo), torch.where(far, torch.zeros_like(hi), hi)
+
+
+def _log_mass_branch_free(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """``log(Φ(hi) - Φ(lo))`` of reflected intervals (``lo <= 0``), both formulas computed everywhere."""
+    far = hi < _FAR_TAIL
+    return torch.where(far, _log_mass_far(lo, hi), _log_mass_near(*_near_stand_ins(lo, hi, far)))
 
 
 def _log_mass_near(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:

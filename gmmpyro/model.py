@@ -468,7 +468,7 @@ class DensityModel(nn.Module):
 
         Fits, scans, posteriors and :meth:`prepare` then score the events at each θ, value and
         per-event θ-Jacobian together, in a few fused kernels instead of ~200 small tensor
-        operations (:mod:`gmmpyro.compiled_amplitudes`, ``gmmpyro.compiled_film``); where
+        operations (:mod:`gmmpyro.compiled_amplitudes`, :mod:`gmmpyro.compiled_film`); where
         its usual case does not hold, and for second derivatives, the uncompiled path takes
         over. The first evaluation of each shape compiles (seconds to a minute); it pays where
         one set of events is scored at thousands of θ (NUTS, scans, coverage toys). On the CPU ``torch.compile`` needs a

@@ -23,7 +23,7 @@ the cost of the combination is what it pays.
   component: the θ-dependence is a reweighting of event-dependent components. The first
   factor, which has no ``u_<i``, is a ``"lowrank"`` network (its mixture depends on θ alone
   and is computed once per θ).
-* ``design="film"`` (``gmmpyro.film``): θ scales and shifts the last hidden layer ``h`` of
+* ``design="film"`` (:mod:`gmmpyro.film`): θ scales and shifts the last hidden layer ``h`` of
   an MLP of ``u_<i`` (feature-wise linear modulation), followed by one linear layer,
 
   .. math:: o(u_{<i}, θ) = W\, φ\big((1 + γ(θ)) ⊙ h(u_{<i}) + β(θ)\big) + c;

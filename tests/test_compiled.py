@@ -1,4 +1,4 @@
-"""``DensityModel.compile()``: the compiled amplitudes path against the uncompiled one (values, gradients)."""
+"""``DensityModel.compile()``: the compiled θ paths (``"amplitudes"``, ``"film"``) against the uncompiled ones."""
 
 import copy
 import math
@@ -15,12 +15,16 @@ import torch
 
 from gmmpyro import DensityModel, NetworkConfig, Observable, OutOfRangeWarning, TrainingConfig
 from gmmpyro.compiled_amplitudes import AmplitudeKernels
+from gmmpyro.compiled_film import FilmKernels
 from gmmpyro.exceptions import results_checked_by_caller
 from gmmpyro.toy import ToyModel
 
 AMPLITUDES = NetworkConfig(
     n_gauss=6, A1=16, B1=16, B2=4, C=1, D=2, s_f=0.1, s_mu=0.1, s_sigma=0.1, design="amplitudes", rank=4
 )
+CONFIGS = {"amplitudes": AMPLITUDES, "film": replace(AMPLITUDES, design="film", film_width=8)}
+KERNELS = {"amplitudes": AmplitudeKernels, "film": FilmKernels}
+UNCOMPILED_NODE = {"amplitudes": "_AmplitudesLogProbBackward", "film": "AddBackward0"}
 QUICK = TrainingConfig(batch_size=256, learning_rate=3e-3, max_epochs=1)
 # Inductor compiles C++ on the CPU; without a compiler these tests cannot run (the error is tested below)
 needs_compiler = pytest.mark.skipif(
@@ -29,11 +33,11 @@ needs_compiler = pytest.mark.skipif(
 )
 
 
-def toy_model(ensemble=1):
+def toy_model(design="amplitudes", ensemble=1):
     toy = ToyModel()
     x, theta = toy.grid_dataset(100, grid=[[-1.0, -1.0], [-1.0, 1.0], [0.0, 0.0], [1.0, -1.0], [1.0, 1.0]], seed=0)
     torch.manual_seed(0)
-    model = DensityModel(toy.observables, toy.params, config=AMPLITUDES, ensemble=ensemble, dtype=torch.float64)
+    model = DensityModel(toy.observables, toy.params, config=CONFIGS[design], ensemble=ensemble, dtype=torch.float64)
     model.fit(x, theta, config=QUICK, progress=False)
     return model, x
 
@@ -50,10 +54,30 @@ def path_node(prepared, theta):
     return prepared._stacked[0].log_prob(model.scale_theta(theta.to(model.dtype))).grad_fn.name()
 
 
-@pytest.fixture(scope="module")
-def pair():
-    model, x = toy_model()
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def pair(request):
+    model, x = toy_model(request.param)
     return model, compiled_copy(model), x[:300]
+
+
+def move_first_factor(model, case):
+    """Move the first factor's end Gaussians outside the latent range, or make one 10⁶ times wider than it.
+
+    The amplitudes model's move by 2, film's by 0.5: its narrow last Gaussian moved by 2 would sit
+    14 widths above the range, its normalised peak above every event's sum by more than the compiled
+    expression's precision (a case for the uncompiled path).
+    """
+    config, first = model.config, model.networks[0]
+    n_gauss = config.n_gauss
+    shift = 2.0 if config.design == "amplitudes" else 0.5
+    # the raw outputs' constant term: the amplitudes event constant's row `rank` (θ's 1), film's head bias
+    constant = first.event_constant[config.rank] if config.design == "amplitudes" else first.head.bias
+    with torch.no_grad():
+        if case == "means outside":
+            constant[n_gauss] -= shift / config.s_mu
+            constant[2 * n_gauss - 1] += shift / config.s_mu
+        else:
+            constant[2 * n_gauss + 3] += (math.log(1e7) - first.log_width0) / config.s_sigma
 
 
 @needs_compiler
@@ -67,22 +91,16 @@ def test_compiled_values_and_gradients_equal_the_uncompiled_path(pair, case):
     (checked by the gradient's node).
     """
     model, compiled, events = pair
+    design = model.config.design
     if case != "trained":
-        model, compiled = copy.deepcopy(model), None
-        config, first = model.config, model.networks[0]
-        rank, n_gauss = config.rank, config.n_gauss
-        with torch.no_grad():  # the event constant's row `rank` pairs with θ's constant 1
-            if case == "means outside":
-                first.event_constant[rank, n_gauss] = -2.0 / config.s_mu
-                first.event_constant[rank, 2 * n_gauss - 1] = 2.0 / config.s_mu
-            else:
-                first.event_constant[rank, 2 * n_gauss + 3] = (math.log(1e7) - first.log_width0) / config.s_sigma
+        model = copy.deepcopy(model)
+        move_first_factor(model, case)
         compiled = compiled_copy(model)
     grid = torch.tensor([[0.2, -0.3], [-0.9, 0.6], [0.7, 0.95]], dtype=torch.float64, requires_grad=True)
     weights = torch.rand(3, len(events), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     prepared = [model.prepare(events), compiled.prepare(events)]
     values = [p.log_prob(grid) for p in prepared]
-    expected_node = "_AmplitudesLogProbBackward" if case == "one wide" else "_GivenJacobianBackward"
+    expected_node = UNCOMPILED_NODE[design] if case == "one wide" else "_GivenJacobianBackward"
     assert path_node(prepared[1], grid) == expected_node
     torch.testing.assert_close(values[1], values[0], rtol=1e-12, atol=1e-10)
     gradients = [torch.autograd.grad((v * weights).sum(), grid)[0] for v in values]
@@ -97,11 +115,33 @@ def test_compiled_values_and_gradients_equal_the_uncompiled_path(pair, case):
 
 
 @needs_compiler
-def test_compiled_gradient_matches_finite_differences_in_float32(pair):
-    """float32, one θ: the compiled gradient against central differences of the float64 values.
+@pytest.mark.parametrize("pair", ["film"], indirect=True)
+def test_far_tail_intervals_stay_compiled(pair):
+    """After one epoch the film model's later factors have Gaussians far outside the range (checked here).
 
-    Step 1e-4 in θ: the truncation error ~h² · |∂³ log L| stays below 1e-5 of the gradient here;
-    the tolerance, 2e-4 relative, is float32's rounding summed over 300 events.
+    The fast expression declines them, the variant with the tail formula takes them, and the
+    compiled result is the uncompiled one's.
+    """
+    model, compiled, events = pair
+    theta = torch.tensor([[0.2, -0.3], [-0.9, 0.6]], dtype=torch.float64, requires_grad=True)
+    prepared = compiled.prepare(events)
+    stacked, scaled = prepared._stacked[0], compiled.scale_theta(theta.detach())
+    oks = [bool(stacked.kernels(scaled, stacked.kernel_inputs, True, far)[2]) for far in (False, True)]
+    assert oks == [False, True]
+    assert path_node(prepared, theta) == "_GivenJacobianBackward"
+    values = [p.log_prob(theta) for p in (model.prepare(events), prepared)]
+    torch.testing.assert_close(values[1], values[0], rtol=1e-12, atol=1e-10)
+    gradients = [torch.autograd.grad(v.sum(), theta)[0] for v in values]
+    torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-10, atol=1e-9)
+
+
+@needs_compiler
+def test_compiled_float32_matches_float64(pair):
+    """float32, one θ: the compiled value and gradient against the uncompiled float64 ones.
+
+    The reference is autograd in float64, not finite differences: the networks are piecewise linear
+    in θ, and a kink within the step moved a central difference by 3e-4 of the gradient here. The
+    tolerances are float32's rounding: of each event's terms up to ~10², and summed over 300 events.
     """
     model, _, events = pair
     compiled32 = compiled_copy(model).to(torch.float32)
@@ -110,22 +150,17 @@ def test_compiled_gradient_matches_finite_differences_in_float32(pair):
     assert path_node(prepared32, theta[None]) == "_GivenJacobianBackward"
     values = prepared32.log_prob(theta)
     (grad,) = torch.autograd.grad(values.sum(), theta)
-    prepared = model.prepare(events)
-    # float32 against float64: each event's value to float32's rounding of terms up to ~10²
-    torch.testing.assert_close(values.double(), prepared.log_prob(theta.detach().double()), rtol=1e-5, atol=1e-4)
-    step = 1e-4
-    numeric = []
-    for i in range(2):
-        shift = torch.zeros(2, dtype=torch.float64)
-        shift[i] = step
-        at = theta.detach().double()
-        numeric.append(float(prepared.log_prob(at + shift).sum() - prepared.log_prob(at - shift).sum()) / (2 * step))
-    torch.testing.assert_close(grad.double(), torch.tensor(numeric, dtype=torch.float64), rtol=2e-4, atol=1e-3)
+    theta64 = theta.detach().double().requires_grad_()
+    expected = model.prepare(events).log_prob(theta64)
+    torch.testing.assert_close(values.double(), expected.detach(), rtol=1e-5, atol=1e-4)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), theta64)
+    torch.testing.assert_close(grad.double(), expected_grad, rtol=2e-4, atol=1e-3)
 
 
 @needs_compiler
-def test_compiled_ensemble_and_member_views():
-    model, x = toy_model(ensemble=2)
+@pytest.mark.parametrize("design", list(CONFIGS))
+def test_compiled_ensemble_and_member_views(design):
+    model, x = toy_model(design, ensemble=2)
     compiled = compiled_copy(model)
     events, theta = x[:200], torch.tensor([[0.1, 0.4], [-0.5, -0.2]], dtype=torch.float64, requires_grad=True)
     prepared = [m.prepare(events) for m in (model, compiled)]
@@ -138,12 +173,13 @@ def test_compiled_ensemble_and_member_views():
 
 
 @needs_compiler
-def test_one_unbounded_observable():
+@pytest.mark.parametrize("design", list(CONFIGS))
+def test_one_unbounded_observable(design):
     """One factor only (no later factors) and no truncation: the expression's other branches."""
     torch.manual_seed(1)
     theta = torch.rand(2000, 1, dtype=torch.float64) * 2 - 1
     x = theta + 0.3 * torch.randn(2000, 1, dtype=torch.float64)
-    model = DensityModel([Observable("x")], ["a"], config=AMPLITUDES, dtype=torch.float64)
+    model = DensityModel([Observable("x")], ["a"], config=CONFIGS[design], dtype=torch.float64)
     model.fit(x, theta, config=QUICK, progress=False)
     compiled = compiled_copy(model)
     grid = torch.tensor([[-0.5], [0.25]], dtype=torch.float64, requires_grad=True)
@@ -169,7 +205,7 @@ def test_no_theta_and_no_events(pair):
 def test_compiled_model_copies_and_pickles(pair):
     _, compiled, events = pair
     for twin in (copy.deepcopy(compiled), pickle.loads(pickle.dumps(compiled))):
-        assert isinstance(twin.kernels, AmplitudeKernels) and twin.kernels is not compiled.kernels
+        assert type(twin.kernels) is KERNELS[compiled.config.design] and twin.kernels is not compiled.kernels
         theta = torch.tensor([0.1, 0.2], dtype=torch.float64)
         torch.testing.assert_close(twin.prepare(events).log_prob(theta), compiled.prepare(events).log_prob(theta))
 
