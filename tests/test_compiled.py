@@ -117,12 +117,18 @@ def test_compiled_values_and_gradients_equal_the_uncompiled_path(pair, case):
 @needs_compiler
 @pytest.mark.parametrize("pair", ["film"], indirect=True)
 def test_far_tail_intervals_stay_compiled(pair):
-    """After one epoch the film model's later factors have Gaussians far outside the range (checked here).
+    """A later factor's Gaussian moved 3 below the range and narrowed e³-fold: its interval lies far in the tail.
 
-    The fast expression declines them, the variant with the tail formula takes them, and the
-    compiled result is the uncompiled one's.
+    The fast expression declines it (checked), the variant with the tail formula takes it, and
+    the compiled result is the uncompiled one's.
     """
-    model, compiled, events = pair
+    model, _, events = pair
+    model = copy.deepcopy(model)
+    config, later = model.config, model.networks[1]
+    with torch.no_grad():
+        later.head.bias[config.n_gauss] -= 3.0 / config.s_mu
+        later.head.bias[2 * config.n_gauss] -= 3.0 / config.s_sigma
+    compiled = compiled_copy(model)
     theta = torch.tensor([[0.2, -0.3], [-0.9, 0.6]], dtype=torch.float64, requires_grad=True)
     prepared = compiled.prepare(events)
     stacked, scaled = prepared._stacked[0], compiled.scale_theta(theta.detach())
