@@ -62,14 +62,20 @@ def _theta_features(theta_scaled: torch.Tensor, inputs: AmplitudeInputs, jacobia
     if jacobian:
         rows = torch.cat([rows, torch.eye(k, dtype=rows.dtype, device=rows.device).expand(batch, k, k)], 1)
     rows = rows.unsqueeze(0).expand(d, *rows.shape)  # d B 1+k k
-    is_value = torch.zeros(rows.shape[2], 1, dtype=rows.dtype, device=rows.device)
-    is_value[0] = 1.0  # the bias enters the value, not its derivatives
+    is_value = _value_row(rows.shape[2], rows)  # the bias enters the value, not its derivatives
     last = len(inputs.weights) - 1
     for j, (w, b) in enumerate(zip(inputs.weights, inputs.biases, strict=True)):
         rows = torch.matmul(rows, w.unsqueeze(1)) + b.unsqueeze(2) * is_value  # d B 1+k width
         if j < last:
             rows = torch.where(rows[:, :, :1] > 0, rows, inputs.slope * rows)
     return rows
+
+
+def _value_row(n_rows: int, like: torch.Tensor) -> torch.Tensor:
+    """``(1+k, 1)``: 1 in the value's row, 0 in the derivatives' rows (a constant term enters the value only)."""
+    is_value = torch.zeros(n_rows, 1, dtype=like.dtype, device=like.device)
+    is_value[0] = 1.0
+    return is_value
 
 
 def _first_factor(rows: torch.Tensor, inputs: AmplitudeInputs, far_tails: bool):
@@ -89,7 +95,8 @@ def _truncation(means: torch.Tensor, widths: torch.Tensor, bounds: tuple[float, 
     ``fine`` is False for a component too wide for the interval (``Z`` lost to cancellation)
     and, unless ``far_tails``, for an interval far in the tail. The interval is reflected onto
     the side where ``Φ`` is small, as :func:`gmmpyro.mixture.log_normal_mass` does; with
-    ``far_tails`` the tail formula is computed for every element (a third of the cost again).
+    ``far_tails`` both formulas are computed for every element (on the CPU ~0.5 ms more per
+    24 000 intervals, 4.4× the near formula's time).
     """
     lo, hi = bounds
     alpha, beta = (lo - means) / widths, (hi - means) / widths

@@ -19,7 +19,14 @@ from typing import NamedTuple
 
 import torch
 
-from .compiled_amplitudes import AmplitudeKernels, _at_first_events, _edge_densities, _theta_features, _truncation
+from .compiled_amplitudes import (
+    AmplitudeKernels,
+    _at_first_events,
+    _edge_densities,
+    _theta_features,
+    _truncation,
+    _value_row,
+)
 from .mixture import _LOG_SQRT_2PI, _NEGLIGIBLE
 
 __all__ = ["FilmInputs", "FilmKernels", "film_log_prob"]
@@ -56,9 +63,7 @@ def _exp_or_zero(x: torch.Tensor) -> torch.Tensor:
 def _first_factor(rows: torch.Tensor, inputs: FilmInputs, far_tails: bool):
     """The first factor from its θ rows ``(B, 1+k, 2H)``: ``(value (B, N), ∂value/∂θ (B, k, N) or None, ok)``."""
     gamma, beta = rows.chunk(2, -1)
-    is_value = torch.zeros(rows.shape[1], 1, dtype=rows.dtype, device=rows.device)
-    is_value[0] = 1.0
-    pre = (gamma + is_value) * inputs.first_constant + beta  # (1 + γ) h + β: the 1 enters the value only
+    pre = (gamma + _value_row(rows.shape[1], rows)) * inputs.first_constant + beta  # (1 + γ) h + β, 1 in the value
     pre = torch.where(pre[:, :1] > 0, pre, inputs.slope * pre)
     raw_rows = pre @ inputs.head_weights[0].T  # B 1+k 3N_G
     raw = raw_rows[:, 0] + inputs.head_biases[0, :, 0]
