@@ -18,7 +18,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,7 +44,7 @@ class DemoSettings:
     1.5}``, ``nu ∈ nu_values``, each at its own ``(cx, cy, nu)`` drawn uniformly over the grid's
     box and trained with the toy's joint score (weight ``score_weight``); with
     ``score_weight=None``, ``per_point`` events at each grid point and no score.
-    ``DemoSettings.quick()`` (a small low-rank network trained in batches of 2000 for 25 epochs
+    ``DemoSettings.quick()`` (a small ``"film"`` network trained in batches of 2000 for 25 epochs
     on 147 000 events, NUTS 4 × (120 + 160)) finishes in about 5 minutes on a 2-core CPU;
     ``DemoSettings.full()`` uses the paper's network and training settings on 490 000 events,
     longer chains, a finer scan and the full validation report.
@@ -70,7 +70,7 @@ class DemoSettings:
     validation_per_point: int = 1_000
     paper_network: bool = False
     score_weight: float | None = 1.0
-    report: ReportConfig | None = None  # None: ReportConfig.quick()
+    report: ReportConfig | None = None  # None: ReportConfig.quick() with the nine pseudo-datasets of Fig. 15
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -96,9 +96,9 @@ class DemoSettings:
 
 
 QUICK_NETWORK = NetworkConfig(
-    n_gauss=12, A1=32, B1=32, B2=12, C=2, D=2, s_f=0.01, s_mu=0.01, s_sigma=0.01, design="lowrank", rank=8
+    n_gauss=12, A1=32, B1=32, B2=12, C=2, D=2, s_f=0.01, s_mu=0.01, s_sigma=0.01, design="film", film_width=32
 )
-"""The quick preset's network: about 6× cheaper to evaluate than the paper's."""
+"""The quick preset's network: θ modulates a 32-wide layer (``docs/benchmarks.md``: the demo's network)."""
 
 _CONSTRAINT = (0.0, 1.0)  # mean and width of the unit Gaussian on nu, in the posterior and the profile
 _VALIDATION_VALUES = {"cx": (-0.8, 0.0, 0.8), "cy": (-0.8, 0.0, 0.8), "nu": (-1.0, 0.0, 1.0)}
@@ -278,16 +278,9 @@ def _validate(model, toy, settings: DemoSettings, *, out_dir: Path, seed: int, p
 
     points = torch.cartesian_prod(*(torch.tensor(_VALIDATION_VALUES[n], dtype=torch.float64) for n in toy.params))
     x, theta = toy.grid_dataset(settings.validation_per_point, grid=points, seed=seed + 1000)
-    return write_report(
-        model,
-        x,
-        theta,
-        truth=toy,
-        out_dir=out_dir,
-        seed=seed,
-        progress=progress,
-        config=settings.report or ReportConfig.quick(),
-    )
+    # the inference check's thresholds are for a mean over nine pseudo-datasets; one alone varies by ~0.1 in IoU
+    config = settings.report or replace(ReportConfig.quick(), pseudo_points=3)
+    return write_report(model, x, theta, truth=toy, out_dir=out_dir, seed=seed, progress=progress, config=config)
 
 
 # ----------------------------------------------------------------------------- summary
