@@ -101,11 +101,11 @@ def toy_nsf():
     return zuko.flows.NSF(4, 2, transforms=4, hidden_features=(128, 128))
 
 
-def toy_mdn(x, theta):
-    """sbi's mixture-density likelihood estimator for the toy, its z-scoring set from ``x, theta``."""
+def toy_mdn():
+    """sbi's builder of the mixture-density likelihood estimator for the toy (:func:`fit_sbi` builds it)."""
     from sbi.neural_nets import likelihood_nn
 
-    return likelihood_nn(model="mdn", num_components=20)(theta[:10_000], x[:10_000])
+    return likelihood_nn(model="mdn", num_components=20)
 
 
 class PeerDensity:
@@ -192,7 +192,7 @@ def train_peers(names, x, theta, like, *, epochs: int, seed: int, device, dtype)
             module = fit_flow(name, toy_nsf(), x, theta, args)[4]
             kind = "flow"
         elif name == "sbi MDN":
-            module = fit_sbi(toy_mdn(x, theta), x, theta, args)[4]
+            module = fit_sbi(toy_mdn(), x, theta, args)[4]
             kind = "sbi"
         else:
             raise ValueError(f"unknown peer {name!r}")

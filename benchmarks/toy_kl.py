@@ -74,18 +74,15 @@ def train_gmmpyro(x, theta, args):
 
 
 def train_zuko(x, theta, args):
-    import zuko
-    from _peers import fit_flow
+    from _peers import fit_flow, toy_nsf
 
-    flow = zuko.flows.NSF(4, 2, transforms=4, hidden_features=(128, 128))
-    return fit_flow("zuko NSF", flow, x, theta, args)
+    return fit_flow("zuko NSF", toy_nsf(), x, theta, args)
 
 
 def train_sbi(x, theta, args):
-    from _peers import fit_sbi
-    from sbi.neural_nets import likelihood_nn
+    from _peers import fit_sbi, toy_mdn
 
-    return fit_sbi(likelihood_nn(model="mdn", num_components=20), x, theta, args)
+    return fit_sbi(toy_mdn(), x, theta, args)
 
 
 def throughput(log_prob, x, theta, repeats: int = 20) -> float:
