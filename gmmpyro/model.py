@@ -128,7 +128,7 @@ class DensityModel(nn.Module):
         self.register_buffer("theta_high", torch.full((k,), float("nan"), dtype=torch.float64))
         object.__setattr__(self, "projection", None)
         self.history: TrainingHistory | None = None
-        self.kernels: AmplitudeKernels | None = None
+        self.kernels: AmplitudeKernels | FilmKernels | None = None
         self.to(device=device, dtype=dtype)
 
     def _resolve_order(self, order: Sequence[str | int] | None) -> tuple[int, ...]:

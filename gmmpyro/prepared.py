@@ -74,7 +74,7 @@ class PreparedModelEvents:
             truncated = [model.observables[c].bounded and model.config.truncate for c in model.order]
             d = len(model.observables)
             members = [slice(m * d, (m + 1) * d) for m in range(model.ensemble)]
-            kernels = {"kernels": model.kernels} if model.config.design in ("amplitudes", "film") else {}
+            kernels = {} if model.kernels is None else {"kernels": model.kernels}  # set by compile()
             self._stacked = [
                 stacked(model.networks[m], features[m], self._u, truncated, model.latent_range, **kernels)
                 for m in members
