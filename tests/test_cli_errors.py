@@ -1,11 +1,13 @@
 """Bad command lines end with one clear line and an exit status; an interrupted training keeps its work."""
 
+import argparse
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ import torch
 
 from gmmpyro import DensityModel
 from gmmpyro.cli import main
+from gmmpyro.cli.errors import run_command
 from gmmpyro.toy import ToyModel
 from tests.helpers import DATA
 
@@ -278,3 +281,14 @@ def test_ctrl_c_in_a_real_process(files):
     assert resume_hint(err) == argv and not (files / "m.gmm").exists()
     main(resume_hint(err))
     assert DensityModel.load(files / "m.gmm").history.n_epochs == 30
+
+
+def test_warnings_print_one_line_each_without_arviz_notice(capsys):
+    def run(args):
+        warnings.warn("\nArviZ is undergoing a major refactor to improve flexibility", FutureWarning, stacklevel=1)
+        warnings.warn("a setting the user should see", FutureWarning, stacklevel=1)
+        return 0
+
+    run_command(argparse.Namespace(command="infer", run=run), ["infer"])
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["gmmpyro infer: warning: a setting the user should see (FutureWarning)"]

@@ -4,7 +4,9 @@ Status 1 for an error (unreadable input, unwritable output, bad settings, failed
 or a status the command returns itself (``gmmpyro report`` with a failed verdict), 2 for a
 command line that argparse rejects, 130 for Ctrl-C (128 + SIGINT, as shells report it).
 Warnings are printed as ``gmmpyro <command>: warning: ...`` (a console script has no useful
-source line to show).
+source line to show), except ArviZ 0.x's daily notice of its coming 1.x interface, which says
+nothing about the command's results (the commands build their ArviZ data in a way both
+versions accept).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ __all__ = ["EXIT_INTERRUPTED", "CommandInterruptedError", "run_command"]
 
 EXIT_INTERRUPTED = 130
 """The status of a command stopped by Ctrl-C."""
+
+_ARVIZ_NOTICE = r"\s*ArviZ is undergoing a major refactor"
 
 
 class CommandInterruptedError(Exception):
@@ -55,6 +59,7 @@ def run_command(args: argparse.Namespace, argv: Sequence[str]) -> None:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
+            warnings.filterwarnings("ignore", _ARVIZ_NOTICE, FutureWarning)
             status = args.run(args)
     except CommandInterruptedError as stop:
         hint = f"\nresume with: {shlex.join(['gmmpyro', *argv])}" if stop.resumable else ""
