@@ -172,6 +172,9 @@ class _StackedThetaNetworks:
         self.weights = [torch.stack([net[j].weight.detach().T for net in layers]) for j in range(depth)]  # d in out
         self.biases = [torch.stack([net[j].bias.detach() for net in layers]).unsqueeze(1) for j in range(depth)]
         self.slope = networks[0].theta_net[1].negative_slope
+        # set once the fast compiled expression has declined these events (an interval far in a tail):
+        # such a Gaussian tends to stay there at other θ, and the declined attempt would be paid at each
+        self.far_tails = False
 
     def theta_features(self, theta_scaled: torch.Tensor) -> torch.Tensor:
         """``θ (B, k)`` (network inputs) → ``b (d, B, R + 1)``, the last column 1."""
@@ -444,15 +447,18 @@ class _AmplitudeSums(torch.autograd.Function):
 def _compiled_log_prob(stacked, theta_scaled: torch.Tensor) -> torch.Tensor | None:
     """``stacked.log_prob`` from its compiled ``kernels``, or ``None`` without kernels or where they do not hold.
 
-    ``stacked`` has ``kernels``, ``kernel_inputs`` and ``expression`` (:class:`StackedAmplitudes`,
-    :class:`gmmpyro.film.StackedFilm`).
+    ``stacked`` has ``kernels``, ``kernel_inputs``, ``expression`` and ``far_tails``
+    (:class:`StackedAmplitudes`, :class:`gmmpyro.film.StackedFilm`). Once the fast expression has
+    declined these events, every later call takes the variant with the tail formula directly
+    (exact at every θ, ~2× the fast one's cost where no interval is far in a tail).
     """
     if stacked.kernels is None or theta_scaled.shape[0] == 0:  # no θ: nothing to compile
         return None
     gradient = theta_scaled.requires_grad and torch.is_grad_enabled()
     with torch.no_grad():
-        value, jacobian, ok = stacked.kernels(theta_scaled.detach(), stacked.kernel_inputs, gradient)
-        if not bool(ok):  # the variant with far-tail intervals, compiled when first needed
+        value, jacobian, ok = stacked.kernels(theta_scaled.detach(), stacked.kernel_inputs, gradient, stacked.far_tails)
+        if not bool(ok) and not stacked.far_tails:  # the variant with far-tail intervals, compiled when first needed
+            stacked.far_tails = True
             value, jacobian, ok = stacked.kernels(theta_scaled.detach(), stacked.kernel_inputs, gradient, True)
     if not bool(ok):
         return None

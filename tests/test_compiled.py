@@ -119,8 +119,8 @@ def test_compiled_values_and_gradients_equal_the_uncompiled_path(pair, case):
 def test_far_tail_intervals_stay_compiled(pair):
     """A later factor's Gaussian moved 3 below the range and narrowed e³-fold: its interval lies far in the tail.
 
-    The fast expression declines it (checked), the variant with the tail formula takes it, and
-    the compiled result is the uncompiled one's.
+    The fast expression declines it (checked), the variant with the tail formula takes it (and,
+    for these events, every later call), and the compiled result is the uncompiled one's.
     """
     model, _, events = pair
     model = copy.deepcopy(model)
@@ -134,7 +134,9 @@ def test_far_tail_intervals_stay_compiled(pair):
     stacked, scaled = prepared._stacked[0], compiled.scale_theta(theta.detach())
     oks = [bool(stacked.kernels(scaled, stacked.kernel_inputs, True, far)[2]) for far in (False, True)]
     assert oks == [False, True]
+    assert not stacked.far_tails
     assert path_node(prepared, theta) == "_GivenJacobianBackward"
+    assert stacked.far_tails  # declined once: later calls take the tail variant directly
     values = [p.log_prob(theta) for p in (model.prepare(events), prepared)]
     torch.testing.assert_close(values[1], values[0], rtol=1e-12, atol=1e-10)
     gradients = [torch.autograd.grad(v.sum(), theta)[0] for v in values]
