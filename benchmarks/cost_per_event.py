@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import torch  # noqa: E402
 from nuts import machine_info  # noqa: E402  (benchmarks/nuts.py)
-from speed import gmmpyro_model, log_prob_grad_ms, toy_events  # noqa: E402
+from speed import gmmpyro_model, load_average, log_prob_grad_ms, toy_events  # noqa: E402
 
 from gmmpyro.toy import ToyModel, paper_config  # noqa: E402
 
@@ -57,13 +56,6 @@ def rows(floor_width: int) -> dict:
         "film H = 32, compiled": (replace(paper, design="film", film_width=32), True),
         "film H = 64, compiled": (replace(paper, design="film", film_width=64), True),
     }
-
-
-def line_fit(n: list[int], ms: list[float]) -> tuple[float, float]:
-    """Least-squares ``ms ≈ fixed + per_event · n``: ``(fixed ms, per-event µs)``."""
-    mean_n, mean_t = statistics.fmean(n), statistics.fmean(ms)
-    slope = sum((a - mean_n) * (b - mean_t) for a, b in zip(n, ms, strict=True)) / sum((a - mean_n) ** 2 for a in n)
-    return mean_t - slope * mean_n, 1e3 * slope
 
 
 def elementwise_us(shape: tuple[int, ...], dtype: torch.dtype, repeats: int) -> dict[str, tuple[float, float]]:
@@ -117,7 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
     medians = {label: {n: statistics.median(t) for n, t in by_n.items()} for label, by_n in timings.items()}
 
     print("machine: " + " | ".join(f"{k} {v}" for k, v in machine_info(cpu).items()) + f" | dtype {args.dtype}")
-    print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    load = load_average()
+    if load is not None:
+        print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{v:.2f}' for v in load)}")
     print(f"log_prob + ∂θ on prepared events, ms (median of {args.rounds} interleaved medians of {args.repeats}):")
     print()
     reference = medians["paper network"][args.reference_events]
@@ -126,15 +120,16 @@ def main(argv: list[str] | None = None) -> dict:
     print("|---|" + "---:|" * (len(args.events) + 3))
     result = {}
     for label, by_n in medians.items():
-        fixed, per_event = line_fit(list(by_n), list(by_n.values()))
+        per_event_ms, fixed = statistics.linear_regression(list(by_n), list(by_n.values()))  # least squares
+        per_event = 1e3 * per_event_ms  # µs
         result[label] = {"ms": by_n, "fixed_ms": fixed, "per_event_us": per_event}
         cells = " | ".join(f"{t:.3f}" for t in by_n.values())
         print(f"| {label} | {cells} | {fixed:.3f} | {per_event:.2f} | {reference / by_n[args.reference_events]:.1f} |")
     print()
     shape = (3, 20, args.reference_events)
     elementwise = elementwise_us(shape, dtype, 10 * args.repeats)
-    print(f"compiled elementwise functions on {shape[0] * shape[1] * shape[2]} elements "
-          f"(3 later factors × 20 components × {args.reference_events} events), µs per call:")  # fmt: skip
+    print(f"elementwise functions on {shape[0] * shape[1] * shape[2]} elements (3 later factors × 20 components "
+          f"× {args.reference_events} events), µs per call, compiled and eager:")  # fmt: skip
     print()
     print("| function | compiled | eager |")
     print("|---|---:|---:|")

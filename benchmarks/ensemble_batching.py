@@ -21,7 +21,6 @@ import argparse
 import copy
 import statistics
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,6 +30,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import torch  # noqa: E402
 from nuts import machine_info  # noqa: E402  (benchmarks/nuts.py)
+from speed import _now  # noqa: E402  (benchmarks/speed.py)
 from torch.func import functional_call, stack_module_state, vmap  # noqa: E402
 
 from gmmpyro.film import FilmMixtureNetwork  # noqa: E402
@@ -57,20 +57,14 @@ class _MixtureOf(torch.nn.Module):
         return torch.stack(net.mixture(net.theta_part(theta), net.event_part(u_prev)))
 
 
-def _now(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 def step_ms(loss_fn, device: torch.device, repeats: int) -> float:
     """Median ms of ``loss_fn().backward()`` after three warm-up steps."""
-    times = []
+    cuda, times = device.type == "cuda", []
     for i in range(repeats + 3):
-        start = _now(device)
+        start = _now(cuda)
         loss_fn().backward()
         if i >= 3:
-            times.append(_now(device) - start)
+            times.append(_now(cuda) - start)
     return 1e3 * statistics.median(times)
 
 
